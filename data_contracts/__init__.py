@@ -1,0 +1,1 @@
+"""medconcepts: data_contracts."""

@@ -1,0 +1,246 @@
+"""Pyarrow schemas of every input table and artifact table, with their contract versions.
+
+A contract is a named, versioned schema. Artifacts record the contract they were written
+under; bumping a contract's version changes every artifact version derived from it, so a
+schema change never silently reuses stale files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+TS = pa.timestamp("us")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A named, versioned table schema.
+
+    `required` columns must be present; the other schema columns are optional on input
+    and filled with nulls when missing.
+    """
+
+    name: str
+    version: str
+    schema: pa.Schema
+    required: tuple[str, ...]
+    unique: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+# ---------------------------------------------------------------- inputs
+STUDIES = Contract(
+    name="studies",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("subject_id", pa.int64(), nullable=False),
+            pa.field("study_time", TS, nullable=False),
+            pa.field("image_path", pa.string()),
+            pa.field("report_text", pa.string()),
+        ]
+    ),
+    required=("study_id", "subject_id", "study_time"),
+    unique=("study_id",),
+)
+
+MEDS_EVENTS = Contract(
+    name="meds_events",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("subject_id", pa.int64(), nullable=False),
+            pa.field("time", TS),  # MEDS allows null time for static codes
+            pa.field("code", pa.string(), nullable=False),
+            pa.field("numeric_value", pa.float64()),
+        ]
+    ),
+    required=("subject_id", "time", "code"),
+)
+
+QUARANTINE = Contract(
+    name="quarantine",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("source", pa.string(), nullable=False),  # file or stage that rejected it
+            pa.field("row", pa.int64()),  # 0-based row in the source file, when known
+            pa.field("study_id", pa.string()),
+            pa.field("column", pa.string()),
+            pa.field("reason", pa.string(), nullable=False),
+        ]
+    ),
+    required=("source", "reason"),
+)
+
+# ---------------------------------------------------------------- artifacts
+EMBEDDINGS = Contract(
+    name="embeddings",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+        ]
+    ),
+    required=("study_id", "embedding"),
+    unique=("study_id",),
+)
+
+SAE_METRICS = Contract(
+    name="sae_metrics",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("split", pa.string(), nullable=False),  # train | heldout
+            pa.field("metric", pa.string(), nullable=False),
+            pa.field("value", pa.float64(), nullable=False),
+        ]
+    ),
+    required=("split", "metric", "value"),
+)
+
+ACTIVATIONS = Contract(
+    name="activations",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("value", pa.float32(), nullable=False),
+        ]
+    ),
+    required=("study_id", "feature_id", "value"),
+)
+
+FEATURE_STATS = Contract(
+    name="feature_stats",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("n_studies", pa.int64(), nullable=False),
+            pa.field("n_active", pa.int64(), nullable=False),
+            pa.field("frac_active", pa.float64(), nullable=False),
+            pa.field("mean_active", pa.float64()),
+            pa.field("max_value", pa.float64()),
+            pa.field("threshold", pa.float64()),  # activation cut-off of the exposed cohort
+            pa.field("cohort_size", pa.int64(), nullable=False),
+            pa.field("testable", pa.bool_(), nullable=False),
+            pa.field("flag", pa.string()),  # why not testable, e.g. "dead", "cohort<20"
+        ]
+    ),
+    required=("feature_id", "n_active", "cohort_size", "testable"),
+    unique=("feature_id",),
+)
+
+COHORTS = Contract(
+    name="cohorts",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("role", pa.string(), nullable=False),  # exposed | control
+            pa.field("value", pa.float32(), nullable=False),
+            pa.field("rank", pa.int32(), nullable=False),  # 1 = strongest within role
+        ]
+    ),
+    required=("feature_id", "study_id", "role", "value", "rank"),
+)
+
+OUTCOME_LABELS = Contract(
+    name="outcome_labels",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("subject_id", pa.int64(), nullable=False),
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("index_time", TS, nullable=False),
+            pa.field("prior", pa.bool_(), nullable=False),  # outcome recorded on/before index
+            pa.field("eligible", pa.bool_(), nullable=False),  # used in this analysis
+            pa.field("event", pa.bool_(), nullable=False),  # first record within the window
+            pa.field("time_days", pa.float64()),  # to event or censoring, capped at window
+            pa.field("complete_followup", pa.bool_(), nullable=False),
+            pa.field("age_years", pa.float64()),
+            pa.field("sex", pa.string()),  # F | M | null
+            pa.field("flag", pa.string()),
+        ]
+    ),
+    required=("study_id", "subject_id", "outcome_id", "eligible", "event"),
+)
+
+ASSOCIATIONS = Contract(
+    name="associations",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("n_exposed", pa.int64(), nullable=False),
+            pa.field("n_exposed_cases", pa.int64(), nullable=False),
+            pa.field("n_unexposed", pa.int64(), nullable=False),
+            pa.field("n_unexposed_cases", pa.int64(), nullable=False),
+            pa.field("p_outcome_exposed", pa.float64()),
+            pa.field("p_outcome_baseline", pa.float64()),  # over all eligible studies
+            pa.field("odds_ratio", pa.float64()),
+            pa.field("or_ci_low", pa.float64()),
+            pa.field("or_ci_high", pa.float64()),
+            pa.field("p_value", pa.float64()),
+            pa.field("q_value", pa.float64()),
+            pa.field("rank", pa.int32()),  # within (modality, outcome); null when not ranked
+            pa.field("n_ranked", pa.int32()),
+            pa.field("n_tested", pa.int32()),
+            pa.field("flag", pa.string()),
+        ]
+    ),
+    required=("modality", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases"),
+)
+
+INTERPRETATIONS = Contract(
+    name="interpretations",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("label", pa.string(), nullable=False),
+            pa.field("top_terms", pa.list_(pa.string()), nullable=False),
+            pa.field("term_scores", pa.list_(pa.float64()), nullable=False),
+            pa.field("n_train_top", pa.int64(), nullable=False),
+            pa.field("n_train_control", pa.int64(), nullable=False),
+            pa.field("n_heldout_top", pa.int64(), nullable=False),
+            pa.field("n_heldout_top_hits", pa.int64(), nullable=False),
+            pa.field("n_heldout_control", pa.int64(), nullable=False),
+            pa.field("n_heldout_control_hits", pa.int64(), nullable=False),
+            pa.field("heldout_balanced_accuracy", pa.float64()),
+            pa.field("flag", pa.string()),
+        ]
+    ),
+    required=("modality", "feature_id", "label"),
+)
+
+ALL_CONTRACTS: dict[str, Contract] = {
+    c.name: c
+    for c in (
+        STUDIES,
+        MEDS_EVENTS,
+        QUARANTINE,
+        EMBEDDINGS,
+        SAE_METRICS,
+        ACTIVATIONS,
+        FEATURE_STATS,
+        COHORTS,
+        OUTCOME_LABELS,
+        ASSOCIATIONS,
+        INTERPRETATIONS,
+    )
+}

@@ -1,0 +1,80 @@
+"""The discovery flow: wiring only. Every step is a task that reads artifacts, calls a
+pure function in `models/`, writes one artifact and returns its reference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from data_contracts.config import load_run_config
+from data_contracts.store import ArtifactRef
+from tasks.associate import associate
+from tasks.cohorts import cohorts
+from tasks.embed import embed
+from tasks.ingest import ingest_events, ingest_studies
+from tasks.interpret import interpret
+from tasks.lineage import record_run
+from tasks.outcomes import label_outcomes
+from tasks.report import publish, render
+from tasks.sae import activations, train
+
+
+@dataclass(frozen=True)
+class ModalityRefs:
+    embeddings: ArtifactRef
+    sae: ArtifactRef
+    activations: ArtifactRef
+    feature_stats: ArtifactRef
+    cohorts: ArtifactRef
+    interpretations: ArtifactRef
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """References only: what a caller (CLI, demo check) needs to find the artifacts."""
+
+    store: str
+    run_record: str
+    report_index: str
+    studies: ArtifactRef
+    events: ArtifactRef
+    outcome_labels: ArtifactRef
+    associations: ArtifactRef
+    report: ArtifactRef
+    modalities: dict[str, ModalityRefs] = field(default_factory=dict)
+
+
+@flow(name="medconcepts-discovery")
+def discovery(config_path: str) -> RunResult:
+    """Ingest -> embed -> SAE -> activations -> cohorts -> outcomes -> associations ->
+    interpretations -> HTML report, for every modality in the run config."""
+    cfg = load_run_config(config_path)
+    root = str(cfg.store)
+    studies = ingest_studies(root, str(cfg.inputs.studies))
+    events = ingest_events(root, str(cfg.inputs.events))
+    labels = label_outcomes(root, studies, events, str(cfg.inputs.outcomes), cfg.outcome_settings)
+    mods: dict[str, ModalityRefs] = {}
+    for m in cfg.modalities:
+        emb = embed(root, studies, m)
+        sae = train(root, emb, cfg.sae)
+        act = activations(root, emb, sae)
+        stats, coh = cohorts(root, emb, sae, act, cfg.cohort)
+        interp = interpret(root, studies, coh, m.modality, cfg.interpretation)
+        mods[m.modality] = ModalityRefs(emb, sae, act, stats, coh, interp)
+    assoc = associate(
+        root, {k: (r.embeddings, r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, cfg.association
+    )
+    report = render(
+        root, studies, labels, assoc,
+        {k: (r.feature_stats, r.cohorts, r.interpretations) for k, r in mods.items()},
+        str(cfg.inputs.outcomes), cfg.report, cfg.name,
+    )
+    index = publish(root, report, str(cfg.report_dir))
+    produced = [studies, events, labels, assoc, report] + [
+        ref for r in mods.values() for ref in vars(r).values()
+    ]
+    run_id = str(flow_run.get_id() or "local")
+    record = record_run(root, run_id, produced, {"config": str(config_path), "name": cfg.name})
+    return RunResult(root, record, index, studies, events, labels, assoc, report, mods)

@@ -1,0 +1,45 @@
+"""What the CLI prints after a run: artifacts, quarantine, top hits, the self-check table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from data_contracts.store import ArtifactStore
+from flows.discovery import RunResult
+
+
+def print_summary(result: RunResult, top: int = 3) -> None:
+    store = ArtifactStore(result.store)
+    click.echo(f"\nrun record: {result.run_record}")
+    refs = [result.studies, result.events, result.outcome_labels, result.associations, result.report]
+    refs += [r for m in result.modalities.values() for r in vars(m).values()]
+    for ref in refs:
+        click.echo(f"  {ref.kind:<16} {ref.version}")
+    quarantined = []
+    for ref in refs:
+        if "quarantine" in store.manifest(ref).get("tables", {}):
+            q = store.read_table(ref, "quarantine")
+            quarantined += [f"  [{ref.kind}] {r.source} row {r.row} {r.study_id or ''}: {r.reason}"
+                            for r in q.itertuples()]
+    if quarantined:
+        click.echo(f"quarantined rows: {len(quarantined)}")
+        for line in quarantined[:10]:
+            click.echo(line)
+    assoc = store.read_table(result.associations)
+    ranked = assoc[assoc["rank"].notna() & (assoc["rank"] <= top)]
+    click.echo("\ntop associations (rank within modality x outcome):")
+    cols = ["outcome_id", "modality", "feature_id", "rank", "n_ranked", "n_exposed", "odds_ratio", "q_value"]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        click.echo(ranked.sort_values(["outcome_id", "modality", "rank"])[cols].to_string(index=False))
+    click.echo(f"\nreport: {result.report_index}")
+
+
+def print_check(path: Path) -> None:
+    rows = pd.DataFrame(json.loads(path.read_text()))
+    click.echo("\nself-check against the planted truth:")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        click.echo(rows.to_string(index=False))

@@ -1,0 +1,104 @@
+"""Outcome labels per study from MEDS events.
+
+Index date = study time. For each outcome (code prefixes):
+- prior: the outcome's first record falls on or before the index *day* (same-day records
+  count as prior: a diagnosis coded the day of the scan was known at the scan), and such
+  studies are excluded when the definition says so;
+- event: first record after the index day and within the window (default 4 years);
+- follow-up ends at death, the patient's last record, or the end of the data;
+- time_days: to the event, else to the end of follow-up, capped at the window;
+- one study per patient per outcome by default: the first eligible one, so patients with
+  many scans do not count several times.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.config import OutcomeDefinition, OutcomeDefinitions, OutcomeSettings
+
+DAY = pd.Timedelta(days=1)
+
+
+def subject_table(events: pd.DataFrame, settings: OutcomeSettings) -> pd.DataFrame:
+    """Per subject: birth, sex, death and last record times from MEDS codes."""
+    ev = events[["subject_id", "time", "code"]]
+    timed = ev.dropna(subset=["time"])
+    birth = timed[timed["code"] == settings.birth_code].groupby("subject_id")["time"].min()
+    death = timed[timed["code"] == settings.death_code].groupby("subject_id")["time"].min()
+    last = timed.groupby("subject_id")["time"].max()
+    female = ev[ev["code"].isin(settings.female_codes)].groupby("subject_id").size()
+    male = ev[ev["code"].isin(settings.male_codes)].groupby("subject_id").size()
+    subj = pd.DataFrame({"birth": birth, "death": death, "last_record": last})
+    sex = pd.Series(pd.NA, index=subj.index.union(female.index).union(male.index), dtype="string")
+    sex[sex.index.isin(female.index)] = "F"
+    sex[sex.index.isin(male.index)] = "M"
+    sex[sex.index.isin(female.index) & sex.index.isin(male.index)] = pd.NA  # conflicting codes
+    return subj.join(sex.rename("sex"), how="outer")
+
+
+def first_onsets(events: pd.DataFrame, outcome: OutcomeDefinition) -> pd.Series:
+    """Time of each subject's first record of the outcome (subject_id -> time)."""
+    hit = events["code"].str.startswith(tuple(outcome.codes), na=False) & events["time"].notna()
+    return events.loc[hit].groupby("subject_id")["time"].min()
+
+
+def outcome_labels(
+    studies: pd.DataFrame,
+    events: pd.DataFrame,
+    outcomes: OutcomeDefinitions,
+    settings: OutcomeSettings,
+) -> pd.DataFrame:
+    """One row per study x outcome (OUTCOME_LABELS contract)."""
+    subj = subject_table(events, settings)
+    data_end = events["time"].max()
+    base = studies[["study_id", "subject_id", "study_time"]].rename(columns={"study_time": "index_time"})
+    base = base.join(subj, on="subject_id")
+    end = pd.concat([base["death"], base["last_record"]], axis=1).min(axis=1).fillna(base["index_time"])
+    base["followup_end"] = end.clip(upper=data_end)
+    base["age_years"] = (base["index_time"] - base["birth"]).dt.days / 365.25
+    frames = [_label_one(base, first_onsets(events, o), o, settings) for o in outcomes.outcomes]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _label_one(
+    base: pd.DataFrame, onset: pd.Series, o: OutcomeDefinition, settings: OutcomeSettings
+) -> pd.DataFrame:
+    df = base.copy()
+    df["outcome_id"] = o.id
+    first = df["subject_id"].map(onset)
+    index_day = df["index_time"].dt.normalize()
+    prior = first.notna() & (first.dt.normalize() <= index_day)
+    window_end = df["index_time"] + pd.to_timedelta(o.window_years * 365.25, unit="D")
+    event = first.notna() & ~prior & (first <= window_end)
+    stop = df["followup_end"].where(df["followup_end"] < window_end, window_end)
+    stop = first.where(event, stop)
+    df["prior"] = prior
+    df["event"] = event
+    df["time_days"] = ((stop - df["index_time"]) / DAY).clip(lower=0.0)
+    df["complete_followup"] = event | (df["followup_end"] >= window_end)
+    eligible = ~prior if o.exclude_prior else pd.Series(True, index=df.index)
+    df["eligible"], df["flag"] = _eligibility(df, eligible, settings)
+    cols = ["study_id", "subject_id", "outcome_id", "index_time", "prior", "eligible", "event",
+            "time_days", "complete_followup", "age_years", "sex", "flag"]
+    return df[cols]
+
+
+def _eligibility(
+    df: pd.DataFrame, eligible: pd.Series, settings: OutcomeSettings
+) -> tuple[pd.Series, pd.Series]:
+    flags = pd.Series("", index=df.index, dtype=object)
+    flags[df["prior"]] += "prior case;"
+    flags[df["birth"].isna()] += "no birth record;"
+    flags[df["sex"].isna()] += "no sex record;"
+    flags[df["time_days"] <= 0] += "no follow-up after index;"
+    eligible = eligible.copy()
+    if settings.one_study_per_patient:
+        order = df.assign(_e=eligible).sort_values(["subject_id", "index_time", "study_id"])
+        first = order[order["_e"]].groupby("subject_id").head(1).index
+        later = eligible & ~df.index.isin(first)
+        flags[later] += "later study of patient;"
+        eligible &= ~later
+    flags = flags.str.rstrip(";").replace("", np.nan)
+    return eligible, flags

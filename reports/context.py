@@ -1,0 +1,220 @@
+"""Report inputs normalised once, and the table cells shared by the index and the
+feature pages.
+
+Why: the artifacts arrive from parquet with nullable integers, NaN, numpy arrays in list
+columns and optional columns; normalising here means the page builders never meet a
+dtype surprise and every page formats a value the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from data_contracts.config import ReportConfig
+from reports.templates import DASH, bar, esc, fixed2, integer, missing, pct, td
+
+FeatureKey = tuple[str, int]
+Row = Mapping[Any, Any]  # one record of a DataFrame (to_dict("records"))
+_ASSOC_NEEDS = ("modality", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases")
+_ASSOC_OPTIONAL = (
+    "n_unexposed",
+    "n_unexposed_cases",
+    "p_outcome_exposed",
+    "p_outcome_baseline",
+    "odds_ratio",
+    "or_ci_low",
+    "or_ci_high",
+    "p_value",
+    "q_value",
+    "rank",
+    "n_ranked",
+    "n_tested",
+    "flag",
+)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Inputs normalised once: associations joined with labels, lookups by feature."""
+
+    assoc: pd.DataFrame
+    interp: dict[FeatureKey, Row]
+    stats: pd.DataFrame
+    outcomes: pd.DataFrame  # outcome_id, name, window_years, n_eligible, n_cases
+    pages: frozenset[FeatureKey]
+
+
+def page_name(modality: str, feature_id: int) -> str:
+    """File name of a feature page; the modality is reduced to safe characters."""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', str(modality))}_{int(feature_id)}.html"
+
+
+# ---------------------------------------------------------------- inputs
+def _require(df: pd.DataFrame, cols: Iterable[str], what: str) -> None:
+    missing_cols = [c for c in cols if c not in df.columns]
+    if missing_cols:
+        raise ValueError(f"render_report: {what} lacks columns {missing_cols}")
+
+
+def build_data(
+    assoc: pd.DataFrame,
+    interp: pd.DataFrame,
+    stats: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    cfg: ReportConfig,
+) -> ReportData:
+    """Normalise dtypes (nullable ints, NaN) and join labels onto associations."""
+    _require(assoc, _ASSOC_NEEDS, "associations")
+    _require(interp, ("modality", "feature_id", "label"), "interpretations")
+    _require(stats, ("modality", "feature_id", "testable"), "feature_stats")
+    a = assoc.copy()
+    for c in _ASSOC_OPTIONAL:
+        if c not in a.columns:
+            a[c] = None
+    for c in (
+        "rank",
+        "n_ranked",
+        "n_tested",
+        "odds_ratio",
+        "or_ci_low",
+        "or_ci_high",
+        "p_value",
+        "q_value",
+        "p_outcome_exposed",
+        "p_outcome_baseline",
+        "n_exposed",
+        "n_exposed_cases",
+        "n_unexposed",
+        "n_unexposed_cases",
+    ):
+        a[c] = pd.to_numeric(a[c], errors="coerce").astype("float64")
+    a["feature_id"] = a["feature_id"].astype("int64")
+    a["modality"] = a["modality"].astype(str)
+    a["outcome_id"] = a["outcome_id"].astype(str)
+    table = _interp_table(interp)
+    labels = {k: v.get("label") for k, v in table.items()}
+    a["label"] = [labels.get((m, f)) for m, f in zip(a["modality"], a["feature_id"], strict=True)]
+    s = stats.assign(
+        modality=stats["modality"].astype(str), feature_id=stats["feature_id"].astype("int64")
+    )
+    pages = _page_keys(a, cfg.top_per_outcome)
+    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages))
+
+
+def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
+    """(modality, feature_id) -> its interpretation record."""
+    out: dict[FeatureKey, Row] = {}
+    for row in interp.to_dict("records"):
+        out[(str(row["modality"]), int(row["feature_id"]))] = row
+    return out
+
+
+def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
+    """Outcomes in their defined order, plus any that only appear in associations."""
+    cols = ["outcome_id", "name", "window_years", "n_eligible", "n_cases"]
+    o = outcomes.copy() if "outcome_id" in outcomes.columns else pd.DataFrame(columns=cols)
+    for c in cols:
+        if c not in o.columns:
+            o[c] = None
+    o = o[cols].assign(outcome_id=o["outcome_id"].astype(str))
+    extra = [x for x in pd.unique(assoc["outcome_id"]) if x not in set(o["outcome_id"])]
+    if extra:
+        o = pd.concat([o, pd.DataFrame({"outcome_id": extra, "name": extra})], ignore_index=True)
+    return o.drop_duplicates("outcome_id").reset_index(drop=True)
+
+
+def normalise_reports(top: pd.DataFrame) -> pd.DataFrame:
+    cols = ["modality", "feature_id", "study_id", "rank", "value", "report_text"]
+    t = top.copy()
+    for c in cols:
+        if c not in t.columns:
+            t[c] = None
+    t = t[cols].assign(modality=t["modality"].astype(str))
+    t["feature_id"] = pd.to_numeric(t["feature_id"], errors="coerce")
+    t["rank"] = pd.to_numeric(t["rank"], errors="coerce")
+    return t.dropna(subset=["feature_id"]).sort_values(["rank", "study_id"], na_position="last")
+
+
+def top_rows(assoc: pd.DataFrame, outcome_id: str, n: int) -> pd.DataFrame:
+    """An outcome's top rows, up to n per modality (ranks are within modality): ranked
+    rows by rank, then, when fewer than n are ranked, the best other tested rows by q- and
+    p-value, which the pages show as not ranked."""
+    g = assoc[
+        (assoc["outcome_id"] == outcome_id) & (assoc["rank"].notna() | assoc["p_value"].notna())
+    ]
+    g = g.sort_values(
+        ["modality", "rank", "q_value", "p_value", "feature_id"],
+        na_position="last",
+        kind="mergesort",
+    )
+    top = g.groupby("modality", sort=True).head(n)
+    return top.sort_values(
+        ["rank", "q_value", "p_value", "modality", "feature_id"],
+        na_position="last",
+        kind="mergesort",
+    )
+
+
+def _page_keys(assoc: pd.DataFrame, n: int) -> set[FeatureKey]:
+    ranked = assoc[assoc["rank"].notna()]
+    keys = set(zip(ranked["modality"], ranked["feature_id"].astype(int), strict=True))
+    for oid in pd.unique(assoc["outcome_id"]):
+        top = top_rows(assoc, oid, n)
+        keys |= set(zip(top["modality"], top["feature_id"].astype(int), strict=True))
+    return keys
+
+
+# ---------------------------------------------------------------- shared cells
+def feature_link(ctx: ReportData, modality: str, fid: int, prefix: str = "features/") -> str:
+    text = f"{esc(modality)} #{int(fid)}"
+    if (modality, int(fid)) in ctx.pages:
+        return f'<a href="{esc(prefix + page_name(modality, fid))}">{text}</a>'
+    return text
+
+
+def rank_text(r: Row) -> str:
+    if missing(r["rank"]):
+        return DASH
+    return f"{int(r['rank'])} of {integer(r['n_ranked'])}"
+
+
+def heldout(row: Row | None) -> str:
+    """'0.91 (45/50 vs 3/150)': balanced accuracy, then held-out hits."""
+    if row is None or missing(row.get("heldout_balanced_accuracy")):
+        return DASH
+    return (
+        f"{fixed2(row['heldout_balanced_accuracy'])} "
+        f'<span class="muted">({integer(row["n_heldout_top_hits"])}/'
+        f"{integer(row['n_heldout_top'])} vs {integer(row['n_heldout_control_hits'])}/"
+        f"{integer(row['n_heldout_control'])})</span>"
+    )
+
+
+def exposed_pct(r: Row) -> float | None:
+    n1, n0 = r["n_exposed"], r["n_unexposed"]
+    if missing(n1) or missing(n0) or (n1 + n0) == 0:
+        return None
+    return float(n1) / float(n1 + n0)
+
+
+def p_cell(r: Row, scale: float) -> str:
+    text = (
+        f'<span class="pbar">{pct(r["p_outcome_exposed"])} vs '
+        f"{pct(r['p_outcome_baseline'])}"
+        f"{bar(r['p_outcome_exposed'], r['p_outcome_baseline'], scale)}</span>"
+    )
+    return td(text, r["p_outcome_exposed"], "num")
+
+
+def p_scale(rows: pd.DataFrame) -> float:
+    vals = pd.concat([rows["p_outcome_exposed"], rows["p_outcome_baseline"]]).dropna()
+    return float(vals.max()) if len(vals) else 1.0
+
+
+def flag_html(x: Any) -> str:
+    return "" if missing(x) or x == "" else f'<span class="flag">{esc(x)}</span>'

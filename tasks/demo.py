@@ -1,0 +1,75 @@
+"""Demo tasks: generate the synthetic cohort (once per DIR) and check the run against truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from data_contracts.config import (
+    CohortConfig, CTRadiomicsConfig, InputsConfig, MiniLMConfig, ModalityConfig, RunConfig, SAEConfig,
+    dump_run_config,
+)
+from data_contracts.store import ArtifactRef, ArtifactStore
+from models.demo_check import check_passed, demo_check
+from models.demo_cohort import DemoCohortConfig, generate_demo_cohort
+from tasks.progress import progress_bar
+
+MARKER = ".generated.json"
+
+
+def demo_run_config(out: Path, inputs: InputsConfig) -> RunConfig:
+    """The demo's run config: both modalities, offline encoders, a small SAE."""
+    return RunConfig(
+        name="medconcepts demo",
+        store=out / "store",
+        report_dir=out / "report",
+        inputs=inputs,
+        modalities=(
+            ModalityConfig(modality="report", encoder=MiniLMConfig()),
+            ModalityConfig(modality="image", encoder=CTRadiomicsConfig()),
+        ),
+        sae=SAEConfig(n_features=64, k=8, epochs=40),
+        cohort=CohortConfig(),
+    )
+
+
+def generate_fn(out: Path, cfg: DemoCohortConfig) -> Path:
+    """Write the cohort under `out/input` unless the same config already did; return the
+    path of the run config YAML."""
+    inp = out / "input"
+    params = dataclasses.asdict(cfg)
+    marker = inp / MARKER
+    if not (marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(params))):
+        with progress_bar(cfg.n_patients, "generate demo cohort", "patient") as bar:
+            generate_demo_cohort(inp, cfg, progress=bar.update)
+        marker.write_text(json.dumps(params))
+    inputs = InputsConfig(studies=inp / "studies.parquet", events=inp / "events.parquet",
+                          outcomes=inp / "outcomes.yaml")
+    path = out / "demo_config.yaml"
+    dump_run_config(demo_run_config(out, inputs), path)
+    return path
+
+
+def check_fn(store: ArtifactStore, truth: Path, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef],
+             dest: Path) -> bool:
+    exposed = {}
+    for modality, ref in cohorts.items():
+        c = store.read_table(ref)
+        exposed[modality] = c[c["role"] == "exposed"]
+    table = demo_check(json.loads(truth.read_text()), exposed, store.read_table(assoc))
+    dest.write_text(json.dumps(table.to_dict(orient="records"), indent=2, default=str))
+    return check_passed(table)
+
+
+@task(name="generate-demo-cohort", cache_policy=NONE)
+def generate(out_dir: str, n_patients: int, seed: int) -> str:
+    return str(generate_fn(Path(out_dir), DemoCohortConfig(n_patients=n_patients, seed=seed)))
+
+
+@task(name="check-demo", cache_policy=NONE)
+def check(store_root: str, truth: str, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef], dest: str) -> bool:
+    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest))

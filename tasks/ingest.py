@@ -1,0 +1,97 @@
+"""Ingest input files into validated `studies` and `events` artifacts.
+
+The artifact version is a hash of the file bytes (and, for studies, each image's path,
+size and modification time), so an edited input is picked up and an unchanged one is not
+re-read by later stages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+
+from data_contracts.schemas import MEDS_EVENTS, QUARANTINE, STUDIES
+from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, sha256_file
+from data_contracts.validate import check_events, check_studies, quarantine_rows, read_table_file
+from tasks.stage import run_stage
+
+
+def _resolve_images(df: pd.DataFrame, base: Path) -> pd.DataFrame:
+    def absolute(p: object) -> object:
+        if not isinstance(p, str) or not p.strip():
+            return None
+        q = Path(p.strip())
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    out = df.copy()
+    out["image_path"] = out["image_path"].map(absolute).astype("string")
+    return out
+
+
+def _image_fingerprint(paths: pd.Series) -> list[tuple[str, int, int]]:
+    fp = []
+    for p in paths.dropna():
+        try:
+            st = Path(p).stat()
+            fp.append((p, st.st_size, st.st_mtime_ns))
+        except OSError:
+            fp.append((p, -1, -1))
+    return fp
+
+
+def ingest_studies_fn(store: ArtifactStore, path: Path) -> ArtifactRef:
+    """Validate the studies table; bad rows go to the artifact's quarantine table."""
+    path = Path(path).resolve()
+    raw = read_table_file(path)
+    checked = check_studies(raw, str(path))
+    data = _resolve_images(checked.data, path.parent)
+    params = {
+        "file": str(path),
+        "sha256": sha256_file(path),
+        "images": _image_fingerprint(data["image_path"]),
+    }
+
+    def build(w: ArtifactWriter) -> None:
+        w.write_table("data", data, STUDIES)
+        w.write_table("quarantine", checked.quarantine, QUARANTINE)
+
+    return run_stage(store, "studies", STUDIES.key, [], params, build)
+
+
+def ingest_events_fn(store: ArtifactStore, path: Path) -> ArtifactRef:
+    """Validate MEDS events (subject_id int64, time timestamp, code string, numeric_value)."""
+    path = Path(path).resolve()
+    params = {"file": str(path), "sha256": sha256_file(path)}
+
+    def build(w: ArtifactWriter) -> None:
+        checked = check_events(read_table_file(path), str(path))
+        w.write_table("data", checked.data, MEDS_EVENTS)
+        w.write_table("quarantine", checked.quarantine, QUARANTINE)
+
+    return run_stage(store, "events", MEDS_EVENTS.key, [], params, build)
+
+
+def quarantine_summary(store: ArtifactStore, refs: list[ArtifactRef]) -> pd.DataFrame:
+    """All quarantine rows of the given artifacts, for the CLI summary and the report."""
+    frames = []
+    for ref in refs:
+        if "quarantine" in store.manifest(ref).get("tables", {}):
+            q = store.read_table(ref, "quarantine")
+            if len(q):
+                frames.append(q.assign(artifact=ref.kind))
+    if not frames:
+        return quarantine_rows("", pd.Series([], dtype="int64").to_numpy(), "").iloc[0:0]
+    return pd.concat(frames, ignore_index=True)
+
+
+@task(name="ingest-studies", cache_policy=NONE)
+def ingest_studies(store_root: str, path: str) -> ArtifactRef:
+    return ingest_studies_fn(ArtifactStore(store_root), Path(path))
+
+
+@task(name="ingest-events", cache_policy=NONE)
+def ingest_events(store_root: str, path: str) -> ArtifactRef:
+    return ingest_events_fn(ArtifactStore(store_root), Path(path))

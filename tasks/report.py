@@ -1,0 +1,102 @@
+"""Render the self-contained HTML report as an artifact and publish a copy."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+
+from data_contracts.config import ReportConfig, load_outcome_definitions
+from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from reports.html import render_report
+from tasks.interpret import report_texts
+from tasks.stage import run_stage
+
+
+def _top_reports(store: ArtifactStore, studies: ArtifactRef, cohorts: Mapping[str, ArtifactRef], n: int) -> pd.DataFrame:
+    texts = report_texts(store, studies)
+    frames = []
+    for modality, ref in cohorts.items():
+        c = store.read_table(ref)
+        top = c[(c["role"] == "exposed") & (c["rank"] <= n)]
+        frames.append(top.assign(modality=modality, report_text=top["study_id"].map(texts)))
+    cols = ["modality", "feature_id", "study_id", "rank", "value", "report_text"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+def _outcome_table(labels: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
+    defs = load_outcome_definitions(outcomes_path)
+    elig = labels[labels["eligible"]]
+    counts = elig.groupby("outcome_id").agg(n_eligible=("study_id", "size"), n_cases=("event", "sum"))
+    rows = [{"outcome_id": o.id, "name": o.name, "window_years": o.window_years} for o in defs.outcomes]
+    return pd.DataFrame(rows).join(counts, on="outcome_id").fillna({"n_eligible": 0, "n_cases": 0})
+
+
+def report_fn(
+    store: ArtifactStore,
+    studies: ArtifactRef,
+    labels: ArtifactRef,
+    associations: ArtifactRef,
+    per_modality: Mapping[str, tuple[ArtifactRef, ArtifactRef, ArtifactRef]],
+    outcomes_path: Path,
+    cfg: ReportConfig,
+    run_name: str,
+) -> ArtifactRef:
+    """`per_modality`: modality -> (feature_stats, cohorts, interpretations) refs."""
+    inputs = [studies, labels, associations] + [r for t in per_modality.values() for r in t]
+    params = {"report": cfg.model_dump(), "run_name": run_name}
+
+    def build(w: ArtifactWriter) -> None:
+        stats = pd.concat(
+            [store.read_table(s).assign(modality=m) for m, (s, _, _) in per_modality.items()], ignore_index=True
+        )
+        interp = pd.concat([store.read_table(i) for _, _, i in per_modality.values()], ignore_index=True)
+        run_info = {"run": run_name, "associations": associations.version, "studies": studies.version}
+        render_report(
+            w.path("report"),
+            store.read_table(associations),
+            interp,
+            stats,
+            _top_reports(store, studies, {m: c for m, (_, c, _) in per_modality.items()}, cfg.n_top_reports),
+            _outcome_table(store.read_table(labels), outcomes_path),
+            run_info,
+            cfg,
+        )
+
+    return run_stage(store, "report", None, inputs, params, build)
+
+
+def publish_fn(store: ArtifactStore, report: ArtifactRef, dest: Path) -> Path:
+    """Copy the verified report folder to `dest` (replaced whole)."""
+    store.verify(report)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(report.path / "report", tmp)
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest / "index.html"
+
+
+@task(name="render-report", cache_policy=NONE)
+def render(
+    store_root: str,
+    studies: ArtifactRef,
+    labels: ArtifactRef,
+    associations: ArtifactRef,
+    per_modality: dict[str, tuple[ArtifactRef, ArtifactRef, ArtifactRef]],
+    outcomes_path: str,
+    cfg: ReportConfig,
+    run_name: str,
+) -> ArtifactRef:
+    return report_fn(ArtifactStore(store_root), studies, labels, associations, per_modality,
+                     Path(outcomes_path), cfg, run_name)
+
+
+@task(name="publish-report", cache_policy=NONE)
+def publish(store_root: str, report: ArtifactRef, dest: str) -> str:
+    return str(publish_fn(ArtifactStore(store_root), report, Path(dest)))

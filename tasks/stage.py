@@ -1,0 +1,36 @@
+"""The one rule every task follows: compute the artifact version from inputs + params,
+reuse the artifact if it exists whole on disk, otherwise build it atomically.
+
+Reuse is decided by the store, not by Prefect's result cache: Prefect's cache would hand
+back a path even after the files behind it were deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, compute_version
+
+log = logging.getLogger("medconcepts")
+
+
+def run_stage(
+    store: ArtifactStore,
+    kind: str,
+    contract: str | None,
+    inputs: Sequence[ArtifactRef],
+    params: Mapping[str, Any],
+    build: Callable[[ArtifactWriter], None],
+) -> ArtifactRef:
+    version = compute_version(kind, contract, inputs, params)
+    found = store.lookup(kind, version, inputs)
+    if found is not None:
+        log.info("%s %s: up to date, reused", kind, version)
+        return found
+    log.info("%s %s: computing", kind, version)
+    with store.writer(kind, version, contract=contract, inputs=inputs, params=params) as (w, out):
+        build(w)
+    log.info("%s %s: written", kind, version)
+    return out[0]

@@ -1,0 +1,270 @@
+"""Tests of the self-contained HTML report: escaping, no external resources, links that
+resolve, sorting script, missing-value rendering, unranked features, and numbers checked
+against an independent computation from the 2x2 counts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from data_contracts.config import ReportConfig
+from data_contracts.schemas import ASSOCIATIONS, FEATURE_STATS, INTERPRETATIONS
+from reports.html import page_name, render_report
+
+EXTERNAL = re.compile(r"https?://|//cdn|src\s*=\s*[\"']?\s*https?", re.IGNORECASE)
+N_FEATURES = 6
+OUTCOMES = pd.DataFrame(
+    {
+        "outcome_id": ["liver_cancer", "heart_failure"],
+        "name": ["Primary liver cancer", "First heart failure"],
+        "window_years": [4.0, 2.0],
+        "n_eligible": [1000, 980],
+        "n_cases": [40, 55],
+    }
+)
+
+
+def _associations(seed: int = 0) -> pd.DataFrame:
+    """2x2 tables with odds ratios and Woolf CIs computed from the counts."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for modality in ("report", "image"):
+        for o in OUTCOMES.itertuples():
+            for f in range(N_FEATURES):
+                n1 = int(rng.integers(50, 150))
+                a = int(rng.integers(1, 30))
+                n0, c = o.n_eligible - n1, o.n_cases - a if o.n_cases > a else 1
+                b, dd = n1 - a, n0 - c
+                orr = a * dd / (b * c)
+                se = np.sqrt(1 / a + 1 / b + 1 / c + 1 / dd)
+                rows.append(
+                    {
+                        "modality": modality,
+                        "feature_id": f,
+                        "outcome_id": o.outcome_id,
+                        "n_exposed": n1,
+                        "n_exposed_cases": a,
+                        "n_unexposed": n0,
+                        "n_unexposed_cases": c,
+                        "p_outcome_exposed": a / n1,
+                        "p_outcome_baseline": o.n_cases / o.n_eligible,
+                        "odds_ratio": orr,
+                        "or_ci_low": orr * np.exp(-1.96 * se),
+                        "or_ci_high": orr * np.exp(1.96 * se),
+                        "p_value": float(rng.uniform(1e-6, 0.5)),
+                        "flag": None,
+                    }
+                )
+    df = pd.DataFrame(rows)
+    df["q_value"] = np.minimum(df["p_value"] * 4, 1.0)
+    df["rank"] = pd.array([pd.NA] * len(df), dtype="Int32")
+    sel = (df["modality"] == "report") & (df["outcome_id"] == "liver_cancer")
+    df.loc[sel & (df["feature_id"] == 3), "rank"] = 1
+    df.loc[sel & (df["feature_id"] == 1), "rank"] = 2
+    df["n_ranked"] = np.where(sel, 2, 0).astype(np.int32)
+    df["n_tested"] = np.int32(N_FEATURES)
+    # an untested row: NaN statistics must render as "–"
+    bad = (df["modality"] == "image") & (df["feature_id"] == 5)
+    df.loc[bad, ["odds_ratio", "or_ci_low", "or_ci_high", "p_value", "q_value"]] = np.nan
+    df.loc[bad, "flag"] = "feature not testable"
+    return df[ASSOCIATIONS.schema.names]
+
+
+def _interpretations() -> pd.DataFrame:
+    rows = []
+    for modality in ("report", "image"):
+        for f in range(N_FEATURES):
+            rows.append(
+                {
+                    "modality": modality,
+                    "feature_id": f,
+                    "label": "cirrhotic liver; <b>varices</b>" if f == 3 else f"concept {f}",
+                    "top_terms": ["cirrhotic liver", "varices", "no ascites"] if f == 3 else [],
+                    "term_scores": [5.1, 4.2, 3.0] if f == 3 else [],
+                    "n_train_top": 50,
+                    "n_train_control": 150,
+                    "n_heldout_top": 50,
+                    "n_heldout_top_hits": 43,
+                    "n_heldout_control": 150,
+                    "n_heldout_control_hits": 7,
+                    "heldout_balanced_accuracy": 0.9066666,
+                    "flag": None,
+                }
+            )
+    return pd.DataFrame(rows)[INTERPRETATIONS.schema.names]
+
+
+def _stats() -> pd.DataFrame:
+    rows = []
+    for _ in ("report", "image"):
+        for f in range(N_FEATURES + 2):
+            dead = f >= N_FEATURES
+            rows.append(
+                {
+                    "feature_id": f,
+                    "n_studies": 1000,
+                    "n_active": 0 if dead else 300,
+                    "frac_active": 0.0 if dead else 0.3,
+                    "mean_active": None if dead else 1.5,
+                    "max_value": None if dead else 4.0,
+                    "threshold": None if dead else 2.0,
+                    "cohort_size": 0 if dead else 100,
+                    "testable": not dead,
+                    "flag": "dead: never fires" if dead else None,
+                }
+            )
+    return pd.DataFrame(rows)[FEATURE_STATS.schema.names].assign(
+        modality=["report"] * (N_FEATURES + 2) + ["image"] * (N_FEATURES + 2)
+    )
+
+
+def _top_reports() -> pd.DataFrame:
+    rows = []
+    for modality in ("report", "image"):
+        for f in range(N_FEATURES):
+            for r in range(1, 13):
+                text = f"FINDINGS: Cirrhotic liver with varices. Report {r}."
+                if r == 1:
+                    text = "<script>alert(1)</script> see http://evil.example/x.js & //cdn.x"
+                if r == 2:
+                    text = None
+                rows.append(
+                    {
+                        "modality": modality,
+                        "feature_id": f,
+                        "study_id": f"S{f}_{r}",
+                        "rank": r,
+                        "value": 10.0 - r,
+                        "report_text": text,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _roundtrip(df: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """As the report task reads it: parquet types (nullable ints -> float, lists -> arrays)."""
+    return pa.Table.from_pandas(df, schema=schema, preserve_index=False).to_pandas()
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    out = tmp_path_factory.mktemp("report")
+    cfg = ReportConfig(top_per_outcome=3, n_top_reports=8, title="Test report")
+    paths = render_report(
+        out,
+        _roundtrip(_associations(), ASSOCIATIONS.schema),
+        _roundtrip(_interpretations(), INTERPRETATIONS.schema),
+        _stats(),
+        _top_reports(),
+        OUTCOMES,
+        {"run": "unit <test>", "created": "2026-01-01"},
+        cfg,
+    )
+    return out, paths
+
+
+def _text(p: Path) -> str:
+    return p.read_text(encoding="utf-8")
+
+
+def test_written_paths_and_links_resolve(rendered: tuple[Path, list[Path]]) -> None:
+    out, paths = rendered
+    assert paths[0] == out / "index.html" and all(p.exists() for p in paths)
+    for p in paths:
+        for href in re.findall(r'href="([^"]+)"', _text(p)):
+            if not href.startswith("#"):
+                assert (p.parent / href).resolve().exists(), (p.name, href)
+    # ranked features and each outcome's top 3 have pages
+    assert (out / "features" / page_name("report", 3)).exists()
+    assert (out / "features" / page_name("report", 1)).exists()
+    assert len(paths) - 1 >= 2
+
+
+def test_report_text_is_escaped(rendered: tuple[Path, list[Path]]) -> None:
+    _, paths = rendered
+    page = _text(paths[0].parent / "features" / page_name("report", 3))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;varices&lt;/b&gt;" in page and "unit &lt;test&gt;" in page
+    for p in paths:
+        assert "<script>alert" not in _text(p) and "<b>varices" not in _text(p)
+
+
+def test_no_external_resources(rendered: tuple[Path, list[Path]]) -> None:
+    _, paths = rendered
+    for p in paths:
+        assert not EXTERNAL.search(_text(p)), p.name
+        assert "<link" not in _text(p) and "@import" not in _text(p)
+
+
+def test_sorting_script_and_tables(rendered: tuple[Path, list[Path]]) -> None:
+    index = _text(rendered[1][0])
+    assert '<table id="all-rows" class="sortable compact">' in index
+    assert "querySelectorAll('table.sortable')" in index and "localeCompare" in index
+    n_rows = len(re.findall(r"<tr", index.split('id="all-rows"')[1].split("</table>")[0]))
+    assert n_rows == 1 + len(_associations())
+
+
+def test_missing_values_render_as_dash(rendered: tuple[Path, list[Path]]) -> None:
+    _, paths = rendered
+    for p in paths:
+        visible = re.sub(r"<script>.*?</script>|<style>.*?</style>", "", _text(p), flags=re.S)
+        assert not re.search(r"\bnan\b|>None<|\bNaT\b|&lt;NA&gt;", visible, re.IGNORECASE), p.name
+    index = _text(paths[0])
+    row = next(r for r in index.split("<tr") if "image #5" in r and "feature not testable" in r)
+    assert row.count(">–<") >= 4  # rank, OR (95% CI), p, q
+
+
+def test_unranked_feature_page_renders(rendered: tuple[Path, list[Path]]) -> None:
+    out, _ = rendered
+    # image features are never ranked, yet each outcome's top rows link to pages
+    pages = sorted((out / "features").glob("image_*.html"))
+    assert pages
+    text = _text(pages[0])
+    assert "Associations" in text and '<td class="num" data-v="">–</td>' in text
+
+
+def test_numbers_match_independent_computation(rendered: tuple[Path, list[Path]]) -> None:
+    out, _ = rendered
+    a = _associations()
+    r = a[(a.modality == "report") & (a.feature_id == 3) & (a.outcome_id == "liver_cancer")].iloc[0]
+    p_exp = r.n_exposed_cases / r.n_exposed
+    share = r.n_exposed / (r.n_exposed + r.n_unexposed)
+    index = _text(out / "index.html")
+    top = index.split('id="o-liver_cancer"')[1].split("</table>")[0]
+    first = top.split("<tbody>")[1].split("</tr>")[0]
+    assert "1 of 2" in first and "report #3" in first
+    assert f"{100 * p_exp:.1f}%" in first and f"({100 * share:.1f}%)" in first
+    assert f"{r.odds_ratio:.3g} ({r.or_ci_low:.3g}–{r.or_ci_high:.3g})" in first
+    assert "0.91" in first and "43/50 vs 7/150" in first
+    page = _text(out / "features" / page_name("report", 3))
+    assert "43/50</b> held-out top reports vs <b>7/150" in page
+    assert page.count('<article class="report">') == 8
+    assert "<mark>cirrhotic liver</mark>" in page.lower() or "<mark>Cirrhotic liver</mark>" in page
+    assert "(no report text)" in page
+
+
+def test_untestable_features_listed(rendered: tuple[Path, list[Path]]) -> None:
+    index = _text(rendered[1][0])
+    assert "<details><summary>report: 2 of 8 features not testable</summary>" in index
+    assert "dead: never fires" in index
+
+
+def test_empty_associations_still_render(tmp_path: Path) -> None:
+    empty = pd.DataFrame(columns=ASSOCIATIONS.schema.names)
+    paths = render_report(
+        tmp_path,
+        empty,
+        _interpretations().iloc[:0],
+        _stats(),
+        _top_reports().iloc[:0],
+        OUTCOMES,
+        {},
+        ReportConfig(),
+    )
+    assert paths == [tmp_path / "index.html"]
+    assert "No feature could be tested" in _text(paths[0])
