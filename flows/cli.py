@@ -44,8 +44,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _stop_embedded_server() -> None:
     if "prefect" not in sys.modules:
         return
+    from prefect.logging.handlers import APILogWorker
     from prefect.server.api.server import SubprocessASGIServer
 
+    # Send buffered run logs while the server is still up, then stop it.
+    APILogWorker.drain_all(timeout=5)
     SubprocessASGIServer().stop()
 
 

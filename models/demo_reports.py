@@ -70,7 +70,7 @@ class StudyFacts:
         return cls(findings=findings, ascites=ascites,
                    renal_cyst_side=str(rng.choice(["left", "right"])),
                    renal_cyst_cm=round(float(rng.uniform(1.0, 4.0)), 1),
-                   hepatic_cyst_cm=round(float(rng.uniform(0.8, 3.0)), 1),
+                   hepatic_cyst_cm=round(float(rng.uniform(0.8, 4.0)), 1),
                    effusion_side=str(rng.choice(["right", "left", "bilateral"])),
                    spleen_cm=round(float(rng.uniform(*((14.0, 18.0) if cirr else (9.0, 12.0)))), 1),
                    contrast=contrast, comparison=comparison)

@@ -136,7 +136,7 @@ def _choose(
     if ok.any():
         ok &= z >= LABEL_Z_FRACTION * z[ok].max()
     chosen: list[int] = []
-    for pos in np.flatnonzero(ok):
+    for pos in np.flatnonzero(ok).tolist():
         if len(chosen) >= n_terms:
             break
         term = terms[pos]
@@ -145,7 +145,7 @@ def _choose(
             continue
         if is_bigram:
             chosen = [c for c in chosen if not _covers(term, terms[c])]
-        chosen.append(int(pos))
+        chosen.append(pos)
     return chosen
 
 

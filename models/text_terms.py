@@ -160,6 +160,16 @@ _STOP = frozenset(
         "given",
         "we",
         "our",
+        # hedges and linking words: they qualify a finding but never name one
+        "compatible",
+        "consistent",
+        "likely",
+        "probably",
+        "possibly",
+        "suggestive",
+        "suggesting",
+        "representing",
+        "concerning",
     )
 )
 

@@ -15,7 +15,7 @@ from data_contracts.config import (
 )
 from data_contracts.store import ArtifactRef, ArtifactStore
 from models.demo_check import check_passed, demo_check
-from models.demo_cohort import DemoCohortConfig, generate_demo_cohort
+from models.demo_cohort import DemoCohortConfig, generate_demo_cohort, n_studies
 from tasks.progress import progress_bar
 
 MARKER = ".generated.json"
@@ -44,7 +44,7 @@ def generate_fn(out: Path, cfg: DemoCohortConfig) -> Path:
     params = dataclasses.asdict(cfg)
     marker = inp / MARKER
     if not (marker.is_file() and json.loads(marker.read_text()) == json.loads(json.dumps(params))):
-        with progress_bar(cfg.n_patients, "generate demo cohort", "patient") as bar:
+        with progress_bar(n_studies(cfg), "generate demo cohort", "study") as bar:
             generate_demo_cohort(inp, cfg, progress=bar.update)
         marker.write_text(json.dumps(params))
     inputs = InputsConfig(studies=inp / "studies.parquet", events=inp / "events.parquet",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import multiprocessing as mp
+import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -48,14 +49,13 @@ STAT_NAMES = (
     "soft_mean_khu", "soft_std_khu", "p95_khu", "p99_khu", "grad_mean_khu_per_mm",
 )
 N_STATS = len(STAT_NAMES)
-# What readers raise on corrupt/odd files (nibabel, gzip, pydicom); plus InvalidDicomError
-# when pydicom is installed. Anything else is a bug and propagates.
+# What readers raise on corrupt or odd files: nibabel/gzip errors for NIfTI; malformed DICOM
+# headers surface inside MONAI's PydicomReader as Key/Attribute/Index/TypeError (plus
+# pydicom's InvalidDicomError, added in `_load_errors`). Other exceptions propagate.
 _LOAD_ERRORS: tuple[type[Exception], ...] = (
     OSError, EOFError, ValueError, RuntimeError, ImageFileError, zlib.error,
     KeyError, IndexError, TypeError, AttributeError, NotImplementedError,
 )
-
-
 _ItemResult = tuple[np.ndarray | None, str | None]  # (vector, None) or (None, reason)
 
 
@@ -222,8 +222,12 @@ def _pipeline(kind: str) -> tuple[object, object, object]:
     from monai.data import NibabelReader, PydicomReader
     from monai.transforms import LoadImage, Orientation
 
-    reader = NibabelReader() if kind == "nifti" else PydicomReader()
-    loader = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)
+    # LoadImage also instantiates MONAI's other readers; one warns when the optional GPU
+    # DICOM decoder (nvImageCodec) is absent, which is harmless here.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*nvImageCodec")
+        reader = NibabelReader() if kind == "nifti" else PydicomReader()
+        loader = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)
     # Explicit RAS labels: both readers hand over RAS affines (MONAI's default for DICOM).
     labels = (("L", "R"), ("P", "A"), ("I", "S"))
     return loader, reader, Orientation(axcodes="RAS", labels=labels)
@@ -305,7 +309,7 @@ class CTRadiomicsEncoder:
         if cfg.hu_min >= cfg.hu_max:
             raise ValueError(f"hu_min ({cfg.hu_min}) must be below hu_max ({cfg.hu_max})")
         self.cfg = cfg
-        self.name = cfg.name
+        self.name: str = cfg.name
         self.dim = feature_dim(cfg)
 
     def identity(self) -> dict[str, object]:

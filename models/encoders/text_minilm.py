@@ -88,7 +88,7 @@ class MiniLMEncoder:
 
     def __init__(self, cfg: MiniLMConfig) -> None:
         self.cfg = cfg
-        self.name = cfg.name
+        self.name: str = cfg.name
         self.model_dir = Path(cfg.model_path) if cfg.model_path else default_model_path()
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"MiniLM model folder {self.model_dir} has no config.json")

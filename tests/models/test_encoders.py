@@ -294,7 +294,7 @@ def test_real_ct_slice_from_pydicom(tmp_path: Path) -> None:
     pydicom = pytest.importorskip("pydicom")
     from pydicom.data import get_testdata_file
 
-    path = get_testdata_file("CT_small.dcm")
+    path = str(get_testdata_file("CT_small.dcm"))
     ds = pydicom.dcmread(path)
     hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     vec = ct_features(np.repeat(hu[:, :, None], 12, axis=2), CTRadiomicsConfig())
