@@ -75,7 +75,7 @@ def code_version() -> str:
         from importlib.metadata import version
 
         pkg = version("medconcepts")
-    except Exception:  # noqa: BLE001 - metadata missing when run from a bare checkout
+    except Exception:
         pkg = "unknown"
     try:
         sha = subprocess.run(

@@ -65,7 +65,8 @@ def _coerce(series: pd.Series, typ: pa.DataType) -> pd.Series:
         if pd.api.types.is_datetime64_any_dtype(series):
             s = series.dt.tz_convert(None) if getattr(series.dt, "tz", None) is not None else series
             return s.astype("datetime64[us]")
-        return pd.to_datetime(series, errors="coerce", utc=True, format="mixed").dt.tz_convert(None).astype("datetime64[us]")
+        parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+        return parsed.dt.tz_convert(None).astype("datetime64[us]")
     if pa.types.is_integer(typ):
         num = pd.to_numeric(series, errors="coerce")
         whole = num.notna() & (num == np.round(num))
@@ -100,7 +101,8 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
         failed = col.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
         if len(df) and failed.all():
             raise ContractError(
-                file, 0, field.name, f"no value can be read as {field.type} (dtype {raw.dtype}, first value {raw.iloc[0]!r})",
+                file, 0, field.name,
+                f"no value can be read as {field.type} (dtype {raw.dtype}, first value {raw.iloc[0]!r})",
                 f"a column of {field.type}",
             )
         nulls = col.isna() & ~failed

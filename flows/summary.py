@@ -23,8 +23,11 @@ def print_summary(result: RunResult, top: int = 3) -> None:
     for ref in refs:
         if "quarantine" in store.manifest(ref).get("tables", {}):
             q = store.read_table(ref, "quarantine")
-            quarantined += [f"  [{ref.kind}] {r.source} row {r.row} {r.study_id or ''}: {r.reason}"
-                            for r in q.itertuples()]
+            q = q.fillna({"study_id": ""}).astype({"row": "string"})
+            quarantined += [
+                f"  [{ref.kind}] {src} row {row} {sid}: {why}"
+                for src, row, sid, why in zip(q["source"], q["row"], q["study_id"], q["reason"], strict=True)
+            ]
     if quarantined:
         click.echo(f"quarantined rows: {len(quarantined)}")
         for line in quarantined[:10]:

@@ -67,7 +67,7 @@ def feature_stats_and_cohorts(
             }
         )
         if size:
-            cohorts.append(_roles(f, exposed, study_ids, g, cfg))
+            cohorts.append(_roles(f, exposed, study_ids, act.iloc[0:0] if g is None else g, cfg))
     stats_df = pd.DataFrame(stats)
     cohort_df = pd.concat(cohorts, ignore_index=True) if cohorts else _empty_cohorts()
     return stats_df, cohort_df

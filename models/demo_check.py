@@ -8,7 +8,7 @@ outcome. The age-confounded finding's best feature must not rank first for any o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ def best_match(exposed: pd.DataFrame, studies: set[str]) -> tuple[int | None, fl
     """(feature_id, Jaccard) of the cohort closest to `studies`."""
     best: tuple[int | None, float] = (None, 0.0)
     for fid, g in exposed.groupby("feature_id"):
+        fid = cast(int, fid)
         members = set(g["study_id"])
         inter = len(members & studies)
         j = inter / len(members | studies) if members or studies else 0.0

@@ -13,7 +13,6 @@ Index date = study time. For each outcome (code prefixes):
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from data_contracts.config import OutcomeDefinition, OutcomeDefinitions, OutcomeSettings
@@ -76,7 +75,7 @@ def _label_one(
     stop = first.where(event, stop)
     df["prior"] = prior
     df["event"] = event
-    df["time_days"] = ((stop - df["index_time"]) / DAY).clip(lower=0.0)
+    df["time_days"] = ((stop - df["index_time"]).dt.total_seconds() / DAY.total_seconds()).clip(lower=0.0)
     df["complete_followup"] = event | (df["followup_end"] >= window_end)
     eligible = ~prior if o.exclude_prior else pd.Series(True, index=df.index)
     df["eligible"], df["flag"] = _eligibility(df, eligible, settings)
@@ -100,5 +99,6 @@ def _eligibility(
         later = eligible & ~df.index.isin(first)
         flags[later] += "later study of patient;"
         eligible &= ~later
-    flags = flags.str.rstrip(";").replace("", np.nan)
+    flags = flags.str.rstrip(";")
+    flags = flags.where(flags != "")
     return eligible, flags

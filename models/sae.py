@@ -34,6 +34,9 @@ def resolve_device(device: str) -> torch.device:
 class TopKSAE(nn.Module):
     """A TopK SAE with normalisation buffers carried in its state dict."""
 
+    x_mean: torch.Tensor
+    x_scale: torch.Tensor
+
     def __init__(self, d_in: int, n_features: int, k: int) -> None:
         super().__init__()
         self.d_in, self.n_features, self.k = d_in, n_features, k
@@ -117,7 +120,7 @@ def evaluate(model: TopKSAE, x: np.ndarray, batch_size: int = 4096) -> dict[str,
 
 def _split(n: int, heldout_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
-    n_held = int(round(n * heldout_frac)) if n >= 20 else 0
+    n_held = round(n * heldout_frac) if n >= 20 else 0
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 
 import pandas as pd
-
 from prefect import task
 from prefect.cache_policies import NONE
 

@@ -10,7 +10,13 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from data_contracts.config import (
-    CohortConfig, CTRadiomicsConfig, InputsConfig, MiniLMConfig, ModalityConfig, RunConfig, SAEConfig,
+    CohortConfig,
+    CTRadiomicsConfig,
+    InputsConfig,
+    MiniLMConfig,
+    ModalityConfig,
+    RunConfig,
+    SAEConfig,
     dump_run_config,
 )
 from data_contracts.store import ArtifactRef, ArtifactStore

@@ -51,7 +51,7 @@ def load_matrix(store: ArtifactStore, emb: ArtifactRef) -> tuple[np.ndarray, np.
     df = store.read_table(emb)
     if len(df) == 0:
         return df["study_id"].to_numpy(), np.zeros((0, 0), np.float32)
-    return df["study_id"].to_numpy(), np.stack(df["embedding"].to_numpy()).astype(np.float32)
+    return df["study_id"].to_numpy(), np.stack(list(df["embedding"])).astype(np.float32)
 
 
 @task(name="embed", cache_policy=NONE, tags=["embed"])

@@ -17,7 +17,9 @@ from tasks.interpret import report_texts
 from tasks.stage import run_stage
 
 
-def _top_reports(store: ArtifactStore, studies: ArtifactRef, cohorts: Mapping[str, ArtifactRef], n: int) -> pd.DataFrame:
+def _top_reports(
+    store: ArtifactStore, studies: ArtifactRef, cohorts: Mapping[str, ArtifactRef], n: int
+) -> pd.DataFrame:
     texts = report_texts(store, studies)
     frames = []
     for modality, ref in cohorts.items():

@@ -25,7 +25,7 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def write_tiny_config(cohort: Path, out: Path) -> Path:
     """A run config over the tiny cohort with a small, fast SAE."""
-    from data_contracts.config import InputsConfig, InterpretConfig, SAEConfig, CohortConfig, dump_run_config
+    from data_contracts.config import CohortConfig, InputsConfig, InterpretConfig, SAEConfig, dump_run_config
     from tasks.demo import demo_run_config
 
     inputs = InputsConfig(studies=cohort / "studies.parquet", events=cohort / "events.parquet",

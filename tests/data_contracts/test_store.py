@@ -15,7 +15,9 @@ def _acts(n: int = 5) -> pd.DataFrame:
 
 
 def _write(store: ArtifactStore, version: str = "v1", inputs=()):
-    with store.writer("activations", version, contract=ACTIVATIONS.key, inputs=list(inputs), params={"a": 1}) as (w, out):
+    with store.writer(
+        "activations", version, contract=ACTIVATIONS.key, inputs=list(inputs), params={"a": 1}
+    ) as (w, out):
         w.write_table("data", _acts(), ACTIVATIONS)
         w.path("extra/note.txt").write_text("hello")
     return out[0]
@@ -54,10 +56,12 @@ def test_truncated_file_not_reused(tmp_path: Path) -> None:
 
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
-    with pytest.raises(RuntimeError, match="boom"):
-        with store.writer("activations", "v2", contract=None, inputs=[], params={}) as (w, _):
-            w.write_table("data", _acts(), ACTIVATIONS)
-            raise RuntimeError("boom")
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        store.writer("activations", "v2", contract=None, inputs=[], params={}) as (w, _),
+    ):
+        w.write_table("data", _acts(), ACTIVATIONS)
+        raise RuntimeError("boom")
     kind_dir = tmp_path / "artifacts" / "activations"
     assert list(kind_dir.iterdir()) == []
     assert store.lookup("activations", "v2") is None

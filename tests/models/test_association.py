@@ -23,7 +23,7 @@ def test_odds_ratio_matches_statsmodels() -> None:
 
 
 def test_haldane_only_for_zero_cells() -> None:
-    or_, lo, hi, corr = odds_ratio_woolf(np.array([0, 2]), np.array([10, 10]), np.array([5, 5]), np.array([50, 50]))
+    or_, _, _, corr = odds_ratio_woolf(np.array([0, 2]), np.array([10, 10]), np.array([5, 5]), np.array([50, 50]))
     assert corr.tolist() == [True, False]
     assert or_[0] == pytest.approx((0.5 * 50.5) / (10.5 * 5.5))
     assert or_[1] == pytest.approx(2 * 50 / (10 * 5))

@@ -15,10 +15,12 @@ def _events() -> pd.DataFrame:
         (1, "1950-01-01", "MEDS_BIRTH"), (1, "1950-01-01", "GENDER//M"), (1, "2016-01-01", "ICD10CM//C22.0"),
         (1, "2022-01-01", "ENCOUNTER//OUTPATIENT"),
         # subject 2: prior case (same day as the study: counts as prior)
-        (2, "1960-01-01", "MEDS_BIRTH"), (2, "1960-01-01", "GENDER//F"), (2, "2015-01-01 15:00", "ICD10CM//C22.1"),
+        (2, "1960-01-01", "MEDS_BIRTH"), (2, "1960-01-01", "GENDER//F"),
+        (2, "2015-01-01 15:00", "ICD10CM//C22.1"),
         (2, "2022-01-01", "ENCOUNTER//OUTPATIENT"),
         # subject 3: event after the 4-year window; two studies
-        (3, "1970-01-01", "MEDS_BIRTH"), (3, "2020-06-01", "ICD10CM//C22.0"), (3, "2023-01-01", "ENCOUNTER//OUTPATIENT"),
+        (3, "1970-01-01", "MEDS_BIRTH"), (3, "2020-06-01", "ICD10CM//C22.0"),
+        (3, "2023-01-01", "ENCOUNTER//OUTPATIENT"),
         # subject 4: dies 2 years after the study, no event; no birth record
         (4, "2017-01-01", "MEDS_DEATH"), (4, "2017-01-01", "GENDER//F"),
     ]
