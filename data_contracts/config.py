@@ -126,6 +126,7 @@ class InterpretConfig(_Strict):
 class ReportConfig(_Strict):
     top_per_outcome: int = Field(10, ge=1)
     n_top_reports: int = Field(8, ge=1)
+    max_table_rows: int = Field(5000, ge=1)  # cap of the index's all-rows table
     title: str = "medconcepts report"
 
 

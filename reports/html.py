@@ -70,7 +70,7 @@ def index_html(d: ReportData, run_info: Mapping[str, str], cfg: ReportConfig) ->
     """The index page: summary, per-outcome top features, all rows, untestable features."""
     parts = [_header(d, run_info, cfg), _outcomes_section(d)]
     parts += [_outcome_top(d, o, cfg.top_per_outcome) for o in d.outcomes.to_dict("records")]
-    parts += [_all_rows(d), _untestable(d)]
+    parts += [_all_rows(d, cfg.max_table_rows), _untestable(d)]
     return page(cfg.title, "\n".join(parts), footer_html(run_info))
 
 
@@ -221,10 +221,15 @@ def _ba(d: ReportData, r: Row) -> Any:
 
 
 # ---------------------------------------------------------------- all rows
-def _all_rows(d: ReportData) -> str:
+def _all_rows(d: ReportData, max_rows: int) -> str:
     names = _names(d)
     order = {o: i for i, o in enumerate(d.outcomes["outcome_id"])}
-    a = d.assoc.assign(_o=d.assoc["outcome_id"].map(order))
+    a = d.assoc.assign(_o=d.assoc["outcome_id"].map(order), _unranked=d.assoc["rank"].isna())
+    n_all = len(a)
+    if n_all > max_rows:
+        # A browser table of millions of rows is unusable: keep ranked pairs, then the
+        # smallest p-values; the associations artifact holds every row.
+        a = a.sort_values(["_unranked", "p_value"], na_position="last", kind="mergesort").head(max_rows)
     a = a.sort_values(
         ["_o", "modality", "rank", "p_value", "feature_id"], na_position="last", kind="mergesort"
     )
@@ -249,7 +254,9 @@ def _all_rows(d: ReportData) -> str:
         numeric=set(range(4, 13)),
     )
     return (
-        f'<h2>All feature × outcome rows <span class="muted">({integer(len(a))})</span>'
+        f'<h2>All feature × outcome rows <span class="muted">({integer(len(a))}'
+        f'{"" if len(a) == n_all else f" of {integer(n_all)}; all rows are in the associations artifact"})'
+        "</span>"
         '</h2><p class="noprint"><input class="filter" data-table="all-rows" type="search" '
         'placeholder="Filter rows (label, outcome, flag …)" aria-label="filter rows"> '
         '<span class="muted">Click a column header to sort.</span></p>'

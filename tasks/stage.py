@@ -7,13 +7,15 @@ back a path even after the files behind it were deleted.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from prefect.logging import get_logger
+
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, compute_version
 
-log = logging.getLogger("medconcepts")
+# A prefect logger prints through Prefect's console handler inside and outside runs.
+log = get_logger("medconcepts")
 
 
 def run_stage(

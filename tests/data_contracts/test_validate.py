@@ -31,6 +31,13 @@ def test_studies_row_problems_go_to_quarantine() -> None:
     assert set(checked.data.columns) == {"study_id", "subject_id", "study_time", "image_path", "report_text"}
 
 
+def test_mixed_timestamp_formats_parse() -> None:
+    df = _studies().iloc[[0, 4]].assign(study_time=["2020-01-01", "2020-05-01T13:45:00+02:00"])
+    checked = check_studies(df, "s.csv")
+    assert checked.quarantine.empty
+    assert checked.data["study_time"].tolist() == [pd.Timestamp("2020-01-01"), pd.Timestamp("2020-05-01 11:45")]
+
+
 def test_missing_column_names_file_and_column() -> None:
     with pytest.raises(ContractError) as e:
         check_studies(_studies().drop(columns="subject_id"), "in/studies.parquet")

@@ -268,3 +268,13 @@ def test_empty_associations_still_render(tmp_path: Path) -> None:
     )
     assert paths == [tmp_path / "index.html"]
     assert "No feature could be tested" in _text(paths[0])
+
+
+def test_all_rows_table_is_capped(tmp_path: Path) -> None:
+    assoc = _roundtrip(_associations(), ASSOCIATIONS.schema)
+    render_report(tmp_path, assoc, _roundtrip(_interpretations(), INTERPRETATIONS.schema),
+                  _stats(), _top_reports(), OUTCOMES, {"run": "t"}, ReportConfig(max_table_rows=5))
+    html = _text(tmp_path / "index.html")
+    table = html.split('id="all-rows"', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr") == 1 + 5  # header + capped rows
+    assert f"5 of {len(assoc)}" in html

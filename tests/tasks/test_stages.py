@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_contracts.config import CTRadiomicsConfig, ModalityConfig
+from data_contracts.config import CTRadiomicsConfig, MiniLMConfig, ModalityConfig
 from data_contracts.errors import ContractError
 from data_contracts.store import ArtifactStore
 from models.demo_cohort import DemoCohortConfig, generate_demo_cohort
@@ -46,6 +46,10 @@ def test_bad_inputs_quarantined_and_run_goes_on(cohort: Path, tmp_path: Path) ->
     qi = store.read_table(image, "quarantine")
     assert len(qi) == 1 and "unreadable" in qi.iloc[0]["reason"]
     assert len(store.read_table(image)) == n - 1
+    report = embed_fn(store, studies, ModalityConfig(modality="report", encoder=MiniLMConfig(batch_size=16)))
+    qr = store.read_table(report, "quarantine")
+    assert qr["reason"].tolist() == ["empty report"]
+    assert len(store.read_table(report)) == n - 1
     leftovers = [p for p in (tmp_path / "store" / "artifacts").rglob(".tmp-*")]
     assert leftovers == []
 
