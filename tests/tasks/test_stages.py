@@ -13,16 +13,14 @@ import pytest
 from data_contracts.config import CTRadiomicsConfig, MiniLMConfig, ModalityConfig
 from data_contracts.errors import ContractError
 from data_contracts.store import ArtifactStore
-from models.demo_cohort import DemoCohortConfig, generate_demo_cohort
 from tasks.embed import embed_fn
 from tasks.ingest import ingest_events_fn, ingest_studies_fn
 
 
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cohort")
-    generate_demo_cohort(out, DemoCohortConfig(n_patients=40, volume_shape=(24, 24, 16), seed=3))
-    return out
+@pytest.fixture
+def cohort(tiny_cohort: Path) -> Path:
+    """The session's tiny generated cohort; tests copy it before changing anything."""
+    return tiny_cohort
 
 
 def _broken_copy(cohort: Path, dest: Path) -> Path:
