@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +73,8 @@ def sha256_file(path: Path) -> str:
 def code_version() -> str:
     """Package version plus the git commit when run from a checkout (recorded, not hashed)."""
     try:
-        from importlib.metadata import version
-
         pkg = version("medconcepts")
-    except Exception:
+    except PackageNotFoundError:  # run from a checkout that was never pip-installed
         pkg = "unknown"
     try:
         sha = subprocess.run(

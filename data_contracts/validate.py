@@ -131,6 +131,21 @@ def check_studies(df: pd.DataFrame, file: str) -> Checked:
     return checked
 
 
+def resolve_image_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
+    """Image paths made absolute: relative ones resolve against `base`, the studies
+    file's folder; blank ones become missing."""
+
+    def absolute(p: object) -> object:
+        if not isinstance(p, str) or not p.strip():
+            return None
+        q = Path(p.strip())
+        return str(q if q.is_absolute() else (base / q).resolve())
+
+    out = df.copy()
+    out["image_path"] = out["image_path"].map(absolute).astype("string")
+    return out
+
+
 def check_events(df: pd.DataFrame, file: str) -> Checked:
     return check_input(df, MEDS_EVENTS, file)
 

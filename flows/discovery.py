@@ -3,6 +3,7 @@ pure function in `models/`, writes one artifact and returns its reference."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prefect import flow
@@ -31,6 +32,11 @@ class ModalityRefs:
     interpretations: ArtifactRef
 
 
+def artifact_refs(core: Sequence[ArtifactRef], modalities: Mapping[str, ModalityRefs]) -> list[ArtifactRef]:
+    """Every artifact of a run, shared stages first, then each modality's."""
+    return [*core, *(ref for r in modalities.values() for ref in vars(r).values())]
+
+
 @dataclass(frozen=True)
 class RunResult:
     """References only: what a caller (CLI, demo check) needs to find the artifacts."""
@@ -44,6 +50,10 @@ class RunResult:
     associations: ArtifactRef
     report: ArtifactRef
     modalities: dict[str, ModalityRefs] = field(default_factory=dict)
+
+    def artifacts(self) -> list[ArtifactRef]:
+        core = [self.studies, self.events, self.outcome_labels, self.associations, self.report]
+        return artifact_refs(core, self.modalities)
 
 
 @flow(name="medconcepts-discovery")
@@ -72,9 +82,7 @@ def discovery(config_path: str) -> RunResult:
         str(cfg.inputs.outcomes), cfg.report, cfg.name,
     )
     index = publish(root, report, str(cfg.report_dir))
-    produced = [studies, events, labels, assoc, report] + [
-        ref for r in mods.values() for ref in vars(r).values()
-    ]
+    produced = artifact_refs([studies, events, labels, assoc, report], mods)
     run_id = str(flow_run.get_id() or "local")
     record = record_run(root, run_id, produced, {"config": str(config_path), "name": cfg.name})
     return RunResult(root, record, index, studies, events, labels, assoc, report, mods)

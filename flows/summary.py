@@ -10,28 +10,21 @@ import pandas as pd
 
 from data_contracts.store import ArtifactStore
 from flows.discovery import RunResult
+from tasks.ingest import quarantine_summary
 
 
 def print_summary(result: RunResult, top: int = 3) -> None:
     store = ArtifactStore(result.store)
     click.echo(f"\nrun record: {result.run_record}")
-    refs = [result.studies, result.events, result.outcome_labels, result.associations, result.report]
-    refs += [r for m in result.modalities.values() for r in vars(m).values()]
+    refs = result.artifacts()
     for ref in refs:
         click.echo(f"  {ref.kind:<16} {ref.version}")
-    quarantined = []
-    for ref in refs:
-        if "quarantine" in store.manifest(ref).get("tables", {}):
-            q = store.read_table(ref, "quarantine")
-            q = q.fillna({"study_id": ""}).astype({"row": "string"})
-            quarantined += [
-                f"  [{ref.kind}] {src} row {row} {sid}: {why}"
-                for src, row, sid, why in zip(q["source"], q["row"], q["study_id"], q["reason"], strict=True)
-            ]
-    if quarantined:
-        click.echo(f"quarantined rows: {len(quarantined)}")
-        for line in quarantined[:10]:
-            click.echo(line)
+    q = quarantine_summary(store, refs).fillna({"study_id": ""}).astype({"row": "string"})
+    if len(q):
+        click.echo(f"quarantined rows: {len(q)}")
+        for kind, src, row, sid, why in zip(q["artifact"], q["source"], q["row"], q["study_id"], q["reason"],
+                                            strict=True):
+            click.echo(f"  [{kind}] {src} row {row} {sid}: {why}")
     assoc = store.read_table(result.associations)
     ranked = assoc[assoc["rank"].notna() & (assoc["rank"] <= top)]
     click.echo("\ntop associations (rank within modality x outcome):")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from data_contracts.config import load_outcome_definitions, load_run_config
-from data_contracts.validate import check_events, check_studies, read_table_file
+from data_contracts.validate import check_events, check_studies, read_table_file, resolve_image_paths
 
 
 def validate_run(config: Path) -> dict[str, Any]:
@@ -16,8 +16,8 @@ def validate_run(config: Path) -> dict[str, Any]:
     outcomes = load_outcome_definitions(cfg.inputs.outcomes)
     studies = check_studies(read_table_file(cfg.inputs.studies), str(cfg.inputs.studies))
     events = check_events(read_table_file(cfg.inputs.events), str(cfg.inputs.events))
-    missing_images = int((~studies.data["image_path"].dropna().map(
-        lambda p: (Path(cfg.inputs.studies).parent / p).exists())).sum())
+    images = resolve_image_paths(studies.data, Path(cfg.inputs.studies).parent)["image_path"].dropna()
+    missing_images = int((~images.map(lambda p: Path(p).exists())).sum())
     return {
         "config": str(config),
         "store": str(cfg.store),

@@ -44,12 +44,13 @@ def feature_stats_and_cohorts(
     n = len(study_ids)
     act = activations[activations["value"] > 0]
     groups = dict(tuple(act.groupby("feature_id", sort=True)))
+    silent = act.iloc[0:0]  # a feature that never fires has no rows
     stats, cohorts = [], []
     for f in range(n_features):
-        g = groups.get(f)
-        vals = g["value"].to_numpy(np.float64) if g is not None else np.zeros(0)
+        g = groups.get(f, silent)
+        vals = g["value"].to_numpy(np.float64)
         thr = percentile_with_zeros(vals, n, cfg.percentile)
-        exposed = g[g["value"] >= thr] if g is not None else act.iloc[0:0]
+        exposed = g[g["value"] >= thr]
         size = len(exposed)
         flag = _testability_flag(len(vals), size, n, cfg)
         stats.append(
@@ -67,7 +68,7 @@ def feature_stats_and_cohorts(
             }
         )
         if size:
-            cohorts.append(_roles(f, exposed, study_ids, act.iloc[0:0] if g is None else g, cfg))
+            cohorts.append(_roles(f, exposed, study_ids, g, cfg))
     stats_df = pd.DataFrame(stats)
     cohort_df = pd.concat(cohorts, ignore_index=True) if cohorts else _empty_cohorts()
     return stats_df, cohort_df

@@ -23,12 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from data_contracts.config import SAEConfig
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from models.devices import resolve_device
 
 
 class TopKSAE(nn.Module):

@@ -15,20 +15,14 @@ from prefect.cache_policies import NONE
 
 from data_contracts.schemas import MEDS_EVENTS, QUARANTINE, STUDIES
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, sha256_file
-from data_contracts.validate import check_events, check_studies, quarantine_rows, read_table_file
+from data_contracts.validate import (
+    check_events,
+    check_studies,
+    empty_quarantine,
+    read_table_file,
+    resolve_image_paths,
+)
 from tasks.stage import run_stage
-
-
-def _resolve_images(df: pd.DataFrame, base: Path) -> pd.DataFrame:
-    def absolute(p: object) -> object:
-        if not isinstance(p, str) or not p.strip():
-            return None
-        q = Path(p.strip())
-        return str(q if q.is_absolute() else (base / q).resolve())
-
-    out = df.copy()
-    out["image_path"] = out["image_path"].map(absolute).astype("string")
-    return out
 
 
 def _image_fingerprint(paths: pd.Series) -> list[tuple[str, int, int]]:
@@ -47,7 +41,7 @@ def ingest_studies_fn(store: ArtifactStore, path: Path) -> ArtifactRef:
     path = Path(path).resolve()
     raw = read_table_file(path)
     checked = check_studies(raw, str(path))
-    data = _resolve_images(checked.data, path.parent)
+    data = resolve_image_paths(checked.data, path.parent)
     params = {
         "file": str(path),
         "sha256": sha256_file(path),
@@ -83,7 +77,7 @@ def quarantine_summary(store: ArtifactStore, refs: list[ArtifactRef]) -> pd.Data
             if len(q):
                 frames.append(q.assign(artifact=ref.kind))
     if not frames:
-        return quarantine_rows("", pd.Series([], dtype="int64").to_numpy(), "").iloc[0:0]
+        return empty_quarantine().assign(artifact=pd.Series(dtype="string"))
     return pd.concat(frames, ignore_index=True)
 
 

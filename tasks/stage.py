@@ -14,7 +14,7 @@ from prefect.logging import get_logger
 
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, compute_version
 
-# A prefect logger prints through Prefect's console handler inside and outside runs.
+# A prefect logger: its lines reach Prefect's console handler (and a flow run's log when in one).
 log = get_logger("medconcepts")
 
 

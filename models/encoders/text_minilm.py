@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from data_contracts.config import MiniLMConfig
+from models.devices import dtype_name, resolve_device, resolve_dtype
 from models.encoders.base import EncodeResult, Modality, ProgressFn
-from models.encoders.devices import dtype_name, resolve_device, resolve_dtype
 
 EMPTY_REPORT = "empty report"
 _WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from data_contracts.config import CTRadiomicsConfig, MiniLMConfig
+from models.devices import cpu_has_native_bf16, resolve_device, resolve_dtype
 from models.encoders import ENCODERS, build_encoder
 from models.encoders.ct_radiomics import (
     BIN_NAMES,
@@ -22,7 +23,6 @@ from models.encoders.ct_radiomics import (
     feature_dim,
     feature_names,
 )
-from models.encoders.devices import cpu_has_native_bf16, resolve_device, resolve_dtype
 from models.encoders.text_minilm import MiniLMEncoder
 
 SHAPE = (48, 48, 32)

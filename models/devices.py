@@ -1,4 +1,4 @@
-"""Device and dtype resolution shared by the torch encoders.
+"""Device and dtype resolution shared by every torch component (encoders, SAE training).
 
 The run config says "auto" for both by default, so the same YAML runs on a laptop, a CPU
 worker and a GPU node. The rules live here, in one place, so every encoder resolves them
