@@ -125,10 +125,12 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
 
 
 def check_studies(df: pd.DataFrame, file: str) -> Checked:
-    checked = check_input(df, STUDIES, file)
-    data = checked.data
-    data["study_id"] = data["study_id"].str.strip()
-    return checked
+    """Studies with ids stripped of surrounding blanks *before* the uniqueness check, so
+    "a" and "a " are caught as duplicates rather than merged later."""
+    if "study_id" in df.columns:
+        ids = df["study_id"]
+        df = df.assign(study_id=ids.where(ids.isna(), ids.astype(str).str.strip()))
+    return check_input(df, STUDIES, file)
 
 
 def resolve_image_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:

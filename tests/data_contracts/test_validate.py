@@ -38,6 +38,13 @@ def test_mixed_timestamp_formats_parse() -> None:
     assert checked.data["study_time"].tolist() == [pd.Timestamp("2020-01-01"), pd.Timestamp("2020-05-01 11:45")]
 
 
+def test_padded_study_ids_count_as_duplicates() -> None:
+    df = _studies().iloc[[0, 4]].assign(study_id=["a", " a "])
+    checked = check_studies(df, "s.csv")
+    assert checked.data.empty
+    assert checked.quarantine["reason"].str.contains("duplicate study_id").all()
+
+
 def test_missing_column_names_file_and_column() -> None:
     with pytest.raises(ContractError) as e:
         check_studies(_studies().drop(columns="subject_id"), "in/studies.parquet")
