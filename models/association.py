@@ -60,7 +60,7 @@ def bh_qvalues(p: np.ndarray) -> np.ndarray:
 
 
 def screen_outcome(
-    X: sp.csc_matrix, eligible: np.ndarray, event: np.ndarray, testable: np.ndarray, cfg: AssociationConfig
+    X: sp.spmatrix, eligible: np.ndarray, event: np.ndarray, testable: np.ndarray, cfg: AssociationConfig
 ) -> pd.DataFrame:
     """2x2 statistics of every feature against one outcome (rows ordered by feature id)."""
     Xe = X[eligible]

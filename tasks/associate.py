@@ -23,10 +23,12 @@ def associate_frame(
     n_features = len(stats)
     testable = stats.sort_values("feature_id")["testable"].to_numpy(bool)
     exposed = cohorts[cohorts["role"] == "exposed"]
+    # One exposure matrix over every labelled study; each outcome takes its rows from it.
+    ids = pd.Index(labels["study_id"].unique())
+    X_all = exposure_matrix(exposed, ids.to_numpy(), n_features).tocsr()
     frames = []
     for outcome_id, lab in labels.groupby("outcome_id", sort=True):
-        ids = lab["study_id"].to_numpy()
-        X = exposure_matrix(exposed, ids, n_features)
+        X = X_all[ids.get_indexer(lab["study_id"])]
         res = screen_outcome(X, lab["eligible"].to_numpy(bool), lab["event"].to_numpy(bool), testable, cfg)
         frames.append(res.assign(modality=modality, outcome_id=outcome_id))
     return pd.concat(frames, ignore_index=True)
