@@ -28,7 +28,7 @@ from data_contracts.embedding_cache import EmbeddingCache, check_month, study_mo
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from data_contracts.validate import quarantine_rows
-from models.encoders import Encoder, build_encoder
+from models.encoders import EncodeResult, Encoder, build_encoder
 from tasks.progress import progress_bar
 from tasks.stage import log, run_stage
 
@@ -65,17 +65,31 @@ def pending(cache: EmbeddingCache, frame: pd.DataFrame, months: Sequence[str]) -
 
 
 def fill_cache(cache: EmbeddingCache, encoder: Encoder, todo: pd.DataFrame, commit_every: int) -> dict[str, int]:
-    """Embed `todo` month by month, committing every `commit_every` studies; returns the
-    number of studies computed per month."""
+    """Embed `todo` in batches of `commit_every` studies (month order, so a batch spans
+    few months), committing each batch's months atomically as soon as it is done.
+    Returns the number of studies computed per month."""
     counts: dict[str, int] = {}
+    todo = todo.sort_values("month", kind="stable")
     with progress_bar(len(todo), f"embed {encoder.modality} ({encoder.name})", "study") as bar:
-        for month, rows in todo.groupby("month", sort=True):
-            for start in range(0, len(rows), commit_every):
-                chunk = rows.iloc[start : start + commit_every]
-                res = encoder.encode(chunk["item"].tolist(), progress=bar.update)
-                cache.commit(str(month), chunk["study_id"].tolist(), res.vectors, res.ok, res.errors)
-                counts[str(month)] = counts.get(str(month), 0) + len(chunk)
+        for start in range(0, len(todo), commit_every):
+            chunk = todo.iloc[start : start + commit_every]
+            res = encoder.encode(chunk["item"].tolist(), progress=bar.update)
+            _commit_by_month(cache, chunk, res)
+            for month, n in chunk["month"].value_counts().items():
+                counts[str(month)] = counts.get(str(month), 0) + int(n)
     return counts
+
+
+def _commit_by_month(cache: EmbeddingCache, chunk: pd.DataFrame, res: EncodeResult) -> None:
+    months = chunk["month"].to_numpy()
+    ids = chunk["study_id"].tolist()
+    for month in sorted(set(months)):
+        pos = np.flatnonzero(months == month)  # positions of this month in the chunk
+        local = {int(p): i for i, p in enumerate(pos)}
+        keep = [r for r, p in enumerate(res.ok) if int(p) in local]
+        cache.commit(str(month), [ids[p] for p in pos], res.vectors[keep],
+                     [local[int(res.ok[r])] for r in keep],
+                     {local[p]: e for p, e in res.errors.items() if p in local})
 
 
 def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> EmbeddingCache:
