@@ -109,33 +109,36 @@ def bench_ct(args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
-def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
-    """Random-weight Merlin (bf16, batch 2) and a 0.6B-shaped Qwen3 (bf16) on CUDA."""
-    from transformers import Qwen3Config, Qwen3Model
+def _cuda_seconds(fn: Callable[[], Any], repeats: int = 3) -> float:
+    with torch.inference_mode():
+        fn()  # warm-up
+        torch.cuda.synchronize()
+        t, _ = best_of(lambda: (fn(), torch.cuda.synchronize()), repeats)
+    return t
 
+
+def bench_gpu_merlin() -> float:
+    """Random-weight Merlin network, bf16, batch 2 of full-size volumes: volumes/s."""
     from models.encoders.merlin_net import I3ResNet
 
-    dev, bf = torch.device("cuda"), torch.bfloat16
-    net = I3ResNet().to(dev, bf).eval()
-    x = torch.rand(2, 1, 224, 224, 160, device=dev, dtype=bf)
-    with torch.inference_mode():
-        net(x)
-        torch.cuda.synchronize()
-        t, _ = best_of(lambda: (net(x), torch.cuda.synchronize()), 3)
-    merlin = {"bench": "merlin_gpu_bf16", "batch": 2, "volumes_per_s": round(2 / t, 2)}
-    emit(**merlin)
-    del net
+    net = I3ResNet().to("cuda", torch.bfloat16).eval()
+    x = torch.rand(2, 1, 224, 224, 160, device="cuda", dtype=torch.bfloat16)
+    rate = round(2 / _cuda_seconds(lambda: net(x)), 2)
+    emit(bench="merlin_gpu_bf16", batch=2, volumes_per_s=rate)
+    return rate
+
+
+def bench_gpu_qwen3() -> float:
+    """Random Qwen3 with Qwen3-Embedding-0.6B's shape, bf16, 32 texts x 256 tokens: texts/s."""
+    from transformers import Qwen3Config, Qwen3Model
+
     cfg = Qwen3Config(hidden_size=1024, intermediate_size=3072, num_hidden_layers=28, num_attention_heads=16,
                       num_key_value_heads=8, head_dim=128, vocab_size=151669)
-    model = Qwen3Model(cfg).to(dev, bf).eval()
-    ids = torch.randint(0, 150000, (32, 256), device=dev)
-    with torch.inference_mode():
-        model(input_ids=ids)
-        torch.cuda.synchronize()
-        t, _ = best_of(lambda: (model(input_ids=ids), torch.cuda.synchronize()), 3)
-    qwen = {"bench": "qwen3_0.6b_shape_gpu_bf16", "batch": 32, "tokens": 256, "texts_per_s": round(32 / t, 1)}
-    emit(**qwen)
-    return {"merlin_volumes_per_s": merlin["volumes_per_s"], "qwen3_texts_per_s": qwen["texts_per_s"]}
+    model = Qwen3Model(cfg).to("cuda", torch.bfloat16).eval()
+    ids = torch.randint(0, 150000, (32, 256), device="cuda")
+    rate = round(32 / _cuda_seconds(lambda: model(input_ids=ids)), 1)
+    emit(bench="qwen3_0.6b_shape_gpu_bf16", batch=32, tokens=256, texts_per_s=rate)
+    return rate
 
 
 def main() -> None:
@@ -155,7 +158,7 @@ def main() -> None:
                                "ours_texts_per_s": text["ours_texts_per_s"],
                                "ct_preprocess_volumes_per_s": ct["volumes_per_s"]}
     if args.gpu and torch.cuda.is_available():
-        summary.update(bench_gpu(args))
+        summary.update(merlin_volumes_per_s=bench_gpu_merlin(), qwen3_texts_per_s=bench_gpu_qwen3())
     elif args.gpu:
         emit(bench="gpu", skipped="no CUDA device")
     emit(summary=summary)

@@ -15,7 +15,7 @@ which finds everything cached and only assembles.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ from data_contracts.embedding_cache import EmbeddingCache, check_month, study_mo
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from data_contracts.validate import quarantine_rows
-from models.encoders import EncodeResult, Encoder, build_encoder
+from models.encoders import Encoder, EncodeResult, build_encoder
 from tasks.progress import progress_bar
 from tasks.stage import log, run_stage
 
@@ -45,7 +45,7 @@ def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: Modality
                          "month": study_months(df["study_time"])})
 
 
-def select_months(months: Sequence[str], since: str | None = None, until: str | None = None) -> list[str]:
+def select_months(months: Iterable[str], since: str | None = None, until: str | None = None) -> list[str]:
     """Sorted distinct months within [since, until] (inclusive, 'YYYY-MM')."""
     lo = check_month(since) if since else "0000-01"
     hi = check_month(until) if until else "9999-12"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from models.encoders.ct_io import CTVolumeError
 
@@ -75,4 +76,4 @@ def read_dicom_file(path: Path) -> Any:
         raise CTVolumeError(f"not a grey-level CT image (pixel array shape {pixels.shape})")
     order, affine = _geometry(ds, len(frames))
     volume = _rescaled(ds, frames)[order].transpose(2, 1, 0)  # (cols, rows, frames)
-    return MetaTensor(np.ascontiguousarray(volume)[None], affine=affine)
+    return MetaTensor(np.ascontiguousarray(volume)[None], affine=torch.from_numpy(affine))
