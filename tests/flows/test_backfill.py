@@ -22,7 +22,7 @@ def test_backfill_help_and_bad_month(tiny_cohort: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.prefect
-def test_backfill_range_then_discovery_reuses_it(prefect_harness: None, tiny_cohort: Path, tmp_path: Path) -> None:
+def test_backfill_range_computes_each_month_once(prefect_harness: None, tiny_cohort: Path, tmp_path: Path) -> None:
     from flows.backfill import backfill
 
     config = write_tiny_config(tiny_cohort, tmp_path / "run")

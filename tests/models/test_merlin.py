@@ -133,7 +133,7 @@ def test_encoder_identity_and_bad_items_without_model_load(checkpoint: Path, tmp
 
 @pytest.mark.slow
 def test_encoder_end_to_end_full_size(checkpoint: Path) -> None:
-    """A real CT slice through preprocessing and the full 224x224x160 forward (~15 s)."""
+    """A real CT slice through preprocessing and the full 224x224x160 forward (~45 s on 2 cores)."""
     from pydicom.data import get_testdata_file
 
     enc = MerlinEncoder(MerlinConfig(checkpoint_path=str(checkpoint), device="cpu", dtype="float32",
