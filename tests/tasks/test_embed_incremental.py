@@ -153,3 +153,4 @@ def test_split_partitions() -> None:
     assert split_partitions(months, 2) == [["2024-01", "2024-03"], ["2024-02"]]
     assert split_partitions(months, 5) == [[m] for m in months]
     assert split_partitions([], 3) == []
+
