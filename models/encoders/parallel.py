@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing as mp
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -30,12 +32,23 @@ def _pool_context() -> mp.context.BaseContext:
     return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def map_items(fn: Callable[[T], R], items: Sequence[T], workers: int) -> Iterator[R]:
-    """`map(fn, items)`, in `workers` processes when > 1 (fn must be picklable)."""
+def map_items(fn: Callable[[T], R], items: Sequence[T], workers: int, ahead: int = 2) -> Iterator[R]:
+    """`map(fn, items)` in order, in `workers` processes when > 1 (fn must be picklable).
+
+    At most `ahead` items per worker are in flight or waiting to be consumed: a
+    preprocessed CT is ~32 MB, so an unbounded `Executor.map` over a batch of hundreds
+    would hold gigabytes whenever the consumer (the GPU) is slower than the workers."""
     workers = min(workers, len(items))
     if workers <= 1:
         yield from (fn(it) for it in items)
         return
-    chunk = max(1, min(32, len(items) // (4 * workers)))
     with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker) as ex:
-        yield from ex.map(fn, items, chunksize=chunk)
+        pending: deque[Future[R]] = deque()
+        it = iter(items)
+        for item in itertools.islice(it, workers * ahead):
+            pending.append(ex.submit(fn, item))
+        while pending:
+            result = pending.popleft().result()
+            for item in itertools.islice(it, 1):
+                pending.append(ex.submit(fn, item))
+            yield result
