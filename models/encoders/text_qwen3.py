@@ -66,6 +66,15 @@ def resolve_model_dir(model: str, allow_download: bool) -> Path:
         ) from e
 
 
+def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """transformers renamed `torch_dtype` to `dtype` in 4.56 (the old name warns in 5.x)."""
+    import transformers
+    from packaging.version import Version
+
+    new = Version(transformers.__version__) >= Version("4.56")
+    return {"dtype" if new else "torch_dtype": dtype}
+
+
 class Qwen3EmbeddingEncoder:
     """Report encoder; the model loads on the first `encode` (identity() needs no load)."""
 
@@ -106,7 +115,8 @@ class Qwen3EmbeddingEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True, padding_side="left")
-        model = AutoModel.from_pretrained(self.model_dir, local_files_only=True, torch_dtype=self.dtype)
+        # Load straight into the target dtype: an 8B model in float32 would need 32 GB of RAM.
+        model = AutoModel.from_pretrained(self.model_dir, local_files_only=True, **_dtype_kwarg(self.dtype))
         self._tokenizer, self._model = tok, model.to(self.device).eval()
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:

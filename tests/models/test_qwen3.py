@@ -52,7 +52,7 @@ def _reference(model_dir: Path, texts: list[str], dim: int | None, instruction: 
     from transformers import AutoModel, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir, torch_dtype=torch.float32).eval()
+    model = AutoModel.from_pretrained(model_dir).float().eval()
     eos = tok.convert_tokens_to_ids(EOS_TOKEN)
     out = []
     for t in texts:
