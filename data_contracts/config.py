@@ -48,14 +48,66 @@ class CTRadiomicsConfig(_Strict):
     n_workers: int = Field(1, ge=1)
 
 
-EncoderConfig = Annotated[MiniLMConfig | CTRadiomicsConfig, Field(discriminator="name")]
+MERLIN_CHECKPOINT = "i3_resnet_clinical_longformer_best_clip_04-02-2024_23-21-36_epoch_99.pt"
 
-_ENCODER_MODALITY = {"minilm": "report", "ct_radiomics": "image"}
+
+class MerlinConfig(_Strict):
+    """CT encoder: Merlin's I3D ResNet-152 on Merlin's preprocessing (RAS, 1.5x1.5x3 mm,
+    HU -1000..1000 -> 0..1, pad + centre crop 224x224x160).
+
+    `checkpoint_path` is the released Merlin checkpoint (a local file); without it the
+    checkpoint is fetched from `hub_repo` only when `allow_download` is set and the network
+    allows. `output`: "pooled" is the 2048-d global-average-pooled feature, "contrastive"
+    the 512-d head that Merlin aligns with report text.
+    """
+
+    name: Literal["merlin"] = "merlin"
+    checkpoint_path: str | None = None
+    hub_repo: str = "stanfordmimi/Merlin"
+    hub_filename: str = MERLIN_CHECKPOINT
+    allow_download: bool = False
+    output: Literal["pooled", "contrastive"] = "pooled"
+    batch_size: int = Field(2, ge=1)
+    n_workers: int = Field(1, ge=1)  # processes that load + preprocess volumes
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+    @model_validator(mode="after")
+    def _has_source(self) -> MerlinConfig:
+        if self.checkpoint_path is None and not self.allow_download:
+            raise ValueError("merlin: set checkpoint_path to the local Merlin checkpoint "
+                             f"({MERLIN_CHECKPOINT}), or allow_download: true")
+        return self
+
+
+class Qwen3EmbeddingConfig(_Strict):
+    """Report encoder: Qwen3-Embedding (last-token pooling, L2-normalised, optional
+    Matryoshka truncation to `dim`). `model` is a local folder or a hub id; a hub id loads
+    only from the local hub cache unless `allow_download` is set."""
+
+    name: Literal["qwen3_embedding"] = "qwen3_embedding"
+    model: str = "Qwen/Qwen3-Embedding-0.6B"
+    dim: int | None = Field(None, ge=8)  # Matryoshka truncation; None keeps the full width
+    instruction: str | None = None  # "Instruct: {instruction}\nQuery:" prefix (query side)
+    max_length: int = Field(1024, ge=8, le=32768)
+    batch_size: int = Field(16, ge=1)
+    allow_download: bool = False
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+
+EncoderConfig = Annotated[
+    MiniLMConfig | CTRadiomicsConfig | MerlinConfig | Qwen3EmbeddingConfig, Field(discriminator="name")
+]
+
+_ENCODER_MODALITY = {"minilm": "report", "ct_radiomics": "image", "merlin": "image", "qwen3_embedding": "report"}
 
 
 class ModalityConfig(_Strict):
     modality: Literal["report", "image"]
     encoder: EncoderConfig
+    commit_every: int = Field(256, ge=1)  # studies per atomically committed embedding batch
+    workers: int = Field(1, ge=1)  # month partitions are split over this many (GPU) tasks
 
     @model_validator(mode="after")
     def _encoder_fits(self) -> ModalityConfig:

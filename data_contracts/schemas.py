@@ -93,6 +93,22 @@ EMBEDDINGS = Contract(
     unique=("study_id",),
 )
 
+# One atomically committed batch of the incremental embedding cache (see
+# data_contracts/embedding_cache.py): a vector, or the reason the study could not be embedded.
+EMBEDDING_BATCH = Contract(
+    name="embedding_batch",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("embedding", pa.list_(pa.float32())),  # null when `error` is set
+            pa.field("error", pa.string()),
+        ]
+    ),
+    required=("study_id",),
+    unique=("study_id",),
+)
+
 SAE_METRICS = Contract(
     name="sae_metrics",
     version="1",
@@ -235,6 +251,7 @@ ALL_CONTRACTS: dict[str, Contract] = {
         MEDS_EVENTS,
         QUARANTINE,
         EMBEDDINGS,
+        EMBEDDING_BATCH,
         SAE_METRICS,
         ACTIVATIONS,
         FEATURE_STATS,

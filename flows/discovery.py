@@ -11,9 +11,9 @@ from prefect.runtime import flow_run
 
 from data_contracts.config import load_run_config
 from data_contracts.store import ArtifactRef
+from flows.embedding import embed_modality
 from tasks.associate import associate
 from tasks.cohorts import cohorts
-from tasks.embed import embed
 from tasks.ingest import ingest_events, ingest_studies
 from tasks.interpret import interpret
 from tasks.lineage import record_run
@@ -67,7 +67,7 @@ def discovery(config_path: str) -> RunResult:
     labels = label_outcomes(root, studies, events, str(cfg.inputs.outcomes), cfg.outcome_settings)
     mods: dict[str, ModalityRefs] = {}
     for m in cfg.modalities:
-        emb = embed(root, studies, m)
+        emb = embed_modality(root, studies, m)
         sae = train(root, emb, cfg.sae)
         act = activations(root, emb, sae)
         stats, coh = cohorts(root, emb, sae, act, cfg.cohort)

@@ -1,6 +1,21 @@
-"""Embed one modality of every study with the configured encoder."""
+"""Embed one modality of every study with the configured encoder, incrementally.
+
+Per-study vectors live in the embedding cache (`data_contracts/embedding_cache.py`),
+partitioned by study month and keyed by the encoder's identity (name, weights checksum,
+preprocessing): only studies without a committed vector for this identity are computed,
+in batches of `commit_every` that are committed atomically, so an interrupted run or a
+backfill recomputes nothing already done. The `embeddings` artifact (contract
+`embeddings@1`: study_id, embedding) is then assembled from the cache for the studies
+table at hand, with a quarantine table of the studies that could not be embedded.
+
+Flows map month partitions over `workers` tasks (tagged `gpu` for GPU encoders, so a
+Prefect work pool / tag concurrency limit routes them to GPU workers) and then call `embed`,
+which finds everything cached and only assembles.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -9,39 +24,131 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from data_contracts.config import ModalityConfig
+from data_contracts.embedding_cache import EmbeddingCache, check_month, study_months
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from data_contracts.validate import quarantine_rows
-from models.encoders import build_encoder
+from models.encoders import Encoder, EncodeResult, build_encoder
 from tasks.progress import progress_bar
-from tasks.stage import run_stage
+from tasks.stage import log, run_stage
 
 _SOURCE_COLUMN = {"report": "report_text", "image": "image_path"}
+_GPU_ENCODERS = {"merlin", "qwen3_embedding"}
+
+
+def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> pd.DataFrame:
+    """study_id, item (report text / image path, None when missing), month."""
+    column = _SOURCE_COLUMN[modality.modality]
+    df = store.read_table(studies, columns=["study_id", "study_time", column])
+    items = [None if pd.isna(v) else str(v) for v in df[column]]
+    return pd.DataFrame({"study_id": df["study_id"].astype(str), "item": items,
+                         "month": study_months(df["study_time"])})
+
+
+def select_months(months: Iterable[str], since: str | None = None, until: str | None = None) -> list[str]:
+    """Sorted distinct months within [since, until] (inclusive, 'YYYY-MM')."""
+    lo = check_month(since) if since else "0000-01"
+    hi = check_month(until) if until else "9999-12"
+    if lo > hi:
+        raise ValueError(f"--since {since} is after --until {until}")
+    return sorted({m for m in months if lo <= m <= hi})
+
+
+def pending(cache: EmbeddingCache, frame: pd.DataFrame, months: Sequence[str]) -> pd.DataFrame:
+    """Rows of `frame` in `months` without a committed vector or error."""
+    parts = []
+    for m in months:
+        rows = frame[frame["month"] == m]
+        done = cache.done_ids(m)
+        parts.append(rows[~rows["study_id"].isin(done)])
+    return pd.concat(parts) if parts else frame.iloc[:0]
+
+
+def fill_cache(cache: EmbeddingCache, encoder: Encoder, todo: pd.DataFrame, commit_every: int) -> dict[str, int]:
+    """Embed `todo` in batches of `commit_every` studies (month order, so a batch spans
+    few months), committing each batch's months atomically as soon as it is done.
+    Returns the number of studies computed per month."""
+    counts: dict[str, int] = {}
+    todo = todo.sort_values("month", kind="stable")
+    with progress_bar(len(todo), f"embed {encoder.modality} ({encoder.name})", "study") as bar:
+        for start in range(0, len(todo), commit_every):
+            chunk = todo.iloc[start : start + commit_every]
+            res = encoder.encode(chunk["item"].tolist(), progress=bar.update)
+            _commit_by_month(cache, chunk, res)
+            for month, n in chunk["month"].value_counts().items():
+                counts[str(month)] = counts.get(str(month), 0) + int(n)
+    return counts
+
+
+def _commit_by_month(cache: EmbeddingCache, chunk: pd.DataFrame, res: EncodeResult) -> None:
+    months = chunk["month"].to_numpy()
+    ids = chunk["study_id"].tolist()
+    for month in sorted(set(months)):
+        pos = np.flatnonzero(months == month)  # positions of this month in the chunk
+        local = {int(p): i for i, p in enumerate(pos)}
+        keep = [r for r, p in enumerate(res.ok) if int(p) in local]
+        cache.commit(str(month), [ids[p] for p in pos], res.vectors[keep],
+                     [local[int(res.ok[r])] for r in keep],
+                     {local[p]: e for p, e in res.errors.items() if p in local})
+
+
+def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> EmbeddingCache:
+    return EmbeddingCache(store.root, modality.modality, encoder.identity())
+
+
+def plan_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
+            since: str | None = None, until: str | None = None) -> list[str]:
+    """Months in [since, until] that still have studies to embed."""
+    encoder = build_encoder(modality.encoder)
+    frame = studies_frame(store, studies, modality)
+    todo = pending(_cache(store, modality, encoder), frame, select_months(frame["month"], since, until))
+    return sorted(todo["month"].unique().tolist())
+
+
+def fill_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
+            months: Sequence[str]) -> dict[str, int]:
+    """Embed the missing studies of `months`; {month: studies computed}."""
+    if not months:
+        return {}
+    encoder = build_encoder(modality.encoder)
+    cache = _cache(store, modality, encoder)
+    frame = studies_frame(store, studies, modality)
+    counts = fill_cache(cache, encoder, pending(cache, frame, list(months)), modality.commit_every)
+    log.info("embed %s (%s): computed %d studies in %d month(s)", modality.modality, encoder.name,
+             sum(counts.values()), len(counts))
+    return counts
+
+
+def _assemble(cache: EmbeddingCache, frame: pd.DataFrame, w: ArtifactWriter, source: str, column: str) -> None:
+    cached = [cache.read_month(m) for m in sorted(frame["month"].unique())]
+    got = frame[["study_id"]].merge(pd.concat(cached) if cached else cache.read_month("0001-01"),
+                                    on="study_id", how="left")  # studies-table order
+    lost = got.loc[got["embedding"].isna() & got["error"].isna(), "study_id"].tolist()
+    if lost:
+        raise RuntimeError(f"{cache.dir}: {len(lost)} studies missing from the cache, e.g. {lost[:3]}")
+    ok = got["embedding"].notna().to_numpy()
+    vectors = [np.asarray(v, dtype=np.float32) for v in got.loc[ok, "embedding"]]
+    w.write_table("data", pa.table({
+        "study_id": pa.array(got.loc[ok, "study_id"].tolist(), pa.string()),
+        "embedding": pa.array(vectors, pa.list_(pa.float32())),
+    }), EMBEDDINGS)
+    bad = np.flatnonzero(~ok)
+    q = quarantine_rows(source, bad, "", column, got["study_id"].iloc[bad].reset_index(drop=True))
+    q["reason"] = got["error"].iloc[bad].fillna("not embedded").tolist()
+    w.write_table("quarantine", q, QUARANTINE)
 
 
 def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> ArtifactRef:
+    """The `embeddings` artifact for every study; computes only what the cache lacks."""
     encoder = build_encoder(modality.encoder)
-    column = _SOURCE_COLUMN[modality.modality]
-    params = {"modality": modality.modality, "encoder": encoder.identity()}
+    identity = encoder.identity()
+    params = {"modality": modality.modality, "encoder": identity}
 
     def build(w: ArtifactWriter) -> None:
-        df = store.read_table(studies, columns=["study_id", column])
-        items = [None if pd.isna(v) else str(v) for v in df[column]]
-        with progress_bar(len(items), f"embed {modality.modality} ({encoder.name})", "study") as bar:
-            res = encoder.encode(items, progress=bar.update)
-        ids = df["study_id"].to_numpy()
-        vectors = np.asarray(res.vectors, dtype=np.float32).reshape(len(res.ok), -1)
-        emb = pa.table({
-            "study_id": pa.array(ids[res.ok], pa.string()),
-            "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
-        })
-        bad = np.array(sorted(res.errors), dtype=np.int64)
-        q = quarantine_rows(
-            f"embed:{modality.modality}:{encoder.name}", bad, "", column, pd.Series(ids[bad])
-        )
-        q["reason"] = [res.errors[int(i)] for i in bad]
-        w.write_table("data", emb, EMBEDDINGS)
-        w.write_table("quarantine", q, QUARANTINE)
+        cache = EmbeddingCache(store.root, modality.modality, identity)
+        frame = studies_frame(store, studies, modality)
+        fill_cache(cache, encoder, pending(cache, frame, select_months(frame["month"])), modality.commit_every)
+        _assemble(cache, frame, w, f"embed:{modality.modality}:{encoder.name}", _SOURCE_COLUMN[modality.modality])
 
     return run_stage(store, "embeddings", EMBEDDINGS.key, [studies], params, build)
 
@@ -52,6 +159,32 @@ def load_matrix(store: ArtifactStore, emb: ArtifactRef) -> tuple[np.ndarray, np.
     if len(df) == 0:
         return df["study_id"].to_numpy(), np.zeros((0, 0), np.float32)
     return df["study_id"].to_numpy(), np.stack(list(df["embedding"])).astype(np.float32)
+
+
+def split_partitions(months: Sequence[str], workers: int) -> list[list[str]]:
+    """Months dealt round-robin to at most `workers` groups (none empty)."""
+    groups = [list(months[i::workers]) for i in range(max(1, workers))]
+    return [g for g in groups if g]
+
+
+def encoder_tags(modality: ModalityConfig) -> list[str]:
+    """Task tags: `gpu` for encoders that run on a GPU (explicit cuda, or a foundation
+    model on 'auto'), so a tag concurrency limit / work pool can route them."""
+    device = getattr(modality.encoder, "device", "cpu")
+    gpu = device == "cuda" or (device == "auto" and modality.encoder.name in _GPU_ENCODERS)
+    return ["embed", "gpu"] if gpu else ["embed"]
+
+
+@task(name="plan-embedding", cache_policy=NONE, tags=["embed"])
+def plan_embedding(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
+                   since: str | None = None, until: str | None = None) -> list[str]:
+    return plan_fn(ArtifactStore(store_root), studies, modality, since, until)
+
+
+@task(name="embed-partitions", cache_policy=NONE, tags=["embed"])
+def embed_partitions(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
+                     months: list[str]) -> dict[str, int]:
+    return fill_fn(ArtifactStore(store_root), studies, modality, months)
 
 
 @task(name="embed", cache_policy=NONE, tags=["embed"])

@@ -25,12 +25,21 @@ from data_contracts.validate import (
 from tasks.stage import run_stage
 
 
+def _path_stamp(p: Path) -> tuple[int, int]:
+    """(bytes, newest mtime) of a file, or summed over a DICOM series folder's files: a
+    slice replaced in place changes the folder's stamp, not only adding or removing one."""
+    if p.is_dir():
+        files = [f.stat() for f in p.iterdir() if f.is_file()]
+        return sum(f.st_size for f in files), max((f.st_mtime_ns for f in files), default=0)
+    st = p.stat()
+    return st.st_size, st.st_mtime_ns
+
+
 def _image_fingerprint(paths: pd.Series) -> list[tuple[str, int, int]]:
     fp = []
     for p in paths.dropna():
         try:
-            st = Path(p).stat()
-            fp.append((p, st.st_size, st.st_mtime_ns))
+            fp.append((p, *_path_stamp(Path(p))))
         except OSError:
             fp.append((p, -1, -1))
     return fp

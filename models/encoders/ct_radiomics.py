@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import functools
 import math
-import multiprocessing as mp
-import warnings
-import zlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from nibabel.filebasedimages import ImageFileError
 from scipy import ndimage
 
 from data_contracts.config import CTRadiomicsConfig
 from models.encoders.base import EncodeResult, Modality, ProgressFn
+from models.encoders.ct_io import CTVolumeError, load_ct_image
+from models.encoders.parallel import is_missing, map_items
+
+__all__ = ["CTRadiomicsEncoder", "CTVolumeError", "ct_features", "feature_dim", "feature_names", "load_ct"]
 
 FEATURE_VERSION = "ct_radiomics/1"
 BODY_HU = -500.0  # voxels above this are patient/table, below are air or lung outside
@@ -49,18 +48,7 @@ STAT_NAMES = (
     "soft_mean_khu", "soft_std_khu", "p95_khu", "p99_khu", "grad_mean_khu_per_mm",
 )
 N_STATS = len(STAT_NAMES)
-# What readers raise on corrupt or odd files: nibabel/gzip errors for NIfTI; malformed DICOM
-# headers surface inside MONAI's PydicomReader as Key/Attribute/Index/TypeError (plus
-# pydicom's InvalidDicomError, added in `_load_errors`). Other exceptions propagate.
-_LOAD_ERRORS: tuple[type[Exception], ...] = (
-    OSError, EOFError, ValueError, RuntimeError, ImageFileError, zlib.error,
-    KeyError, IndexError, TypeError, AttributeError, NotImplementedError,
-)
 _ItemResult = tuple[np.ndarray | None, str | None]  # (vector, None) or (None, reason)
-
-
-class CTVolumeError(ValueError):
-    """The volume cannot be described (wrong shape, not HU, ...): a per-item error."""
 
 
 # ---------------------------------------------------------------- pure features
@@ -76,12 +64,12 @@ def feature_names(cfg: CTRadiomicsConfig) -> list[str]:
     return [f"{c}/{s}" for c in [*cells, "body"] for s in STAT_NAMES]
 
 
-def check_ct_volume(volume_hu: np.ndarray) -> None:
+def check_ct_volume(volume_hu: np.ndarray, min_axis: int = MIN_AXIS) -> None:
     """Raise CTVolumeError with a reason when `volume_hu` is not a usable CT volume."""
     if volume_hu.ndim != 3:
         raise CTVolumeError(f"not 3-D (shape {tuple(volume_hu.shape)})")
-    if min(volume_hu.shape) < MIN_AXIS:
-        raise CTVolumeError(f"too small (shape {tuple(volume_hu.shape)}, need >= {MIN_AXIS} "
+    if min(volume_hu.shape) < min_axis:
+        raise CTVolumeError(f"too small (shape {tuple(volume_hu.shape)}, need >= {min_axis} "
                             "voxels along every axis)")
     if not np.isfinite(volume_hu).all():
         raise CTVolumeError("volume has non-finite values")
@@ -207,77 +195,17 @@ def _gradient_magnitude(v: np.ndarray, spacing: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- loading
-def _has_pydicom() -> bool:
-    try:
-        import pydicom  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@functools.cache
-def _pipeline(kind: str) -> tuple[object, object, object]:
-    """(LoadImage, reader, Orientation) built once per process. MONAI is imported here so
-    that importing this module (e.g. for `ct_features` in a worker) stays cheap."""
-    from monai.data import NibabelReader, PydicomReader
-    from monai.transforms import LoadImage, Orientation
-
-    # LoadImage also instantiates MONAI's other readers; one warns when the optional GPU
-    # DICOM decoder (nvImageCodec) is absent, which is harmless here.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*nvImageCodec")
-        reader = NibabelReader() if kind == "nifti" else PydicomReader()
-        loader = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)
-    # Explicit RAS labels: both readers hand over RAS affines (MONAI's default for DICOM).
-    labels = (("L", "R"), ("P", "A"), ("I", "S"))
-    return loader, reader, Orientation(axcodes="RAS", labels=labels)
-
-
-def _reader_kind(path: Path) -> str:
-    """'nifti' or 'dicom' for an existing path; raises CTVolumeError when unsupported."""
-    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):
-        return "nifti"
-    if not _has_pydicom():
-        what = "a DICOM series folder" if path.is_dir() else f"file '{path.name}'"
-        raise CTVolumeError(f"cannot read {what}: DICOM needs pydicom, which is not installed "
-                            "(NIfTI .nii/.nii.gz files need only nibabel)")
-    return "dicom"
-
-
-def _load_errors(kind: str) -> tuple[type[Exception], ...]:
-    if kind != "dicom":
-        return _LOAD_ERRORS
-    from pydicom.errors import InvalidDicomError
-
-    return (*_LOAD_ERRORS, InvalidDicomError)
-
-
 def load_ct(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Read a NIfTI file or DICOM series folder, oriented to RAS: (volume in HU, spacing mm).
-    Raises CTVolumeError with a short reason for missing or unreadable images."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise CTVolumeError(f"image not found: {p}")
-    if p.is_dir() and not any(f.is_file() for f in p.iterdir()):
-        raise CTVolumeError(f"DICOM series folder is empty: {p}")
-    kind = _reader_kind(p)
-    loader, reader, orient = _pipeline(kind)
-    try:
-        img = loader(str(p), reader=reader)  # type: ignore[operator]
-    except _load_errors(kind) as e:
-        first = (str(e).strip().splitlines() or [""])[0][:200]
-        raise CTVolumeError(f"unreadable image ({type(e).__name__}: {first})") from e
-    if img.ndim != 4 or img.shape[0] != 1:  # channel-first: (1, x, y, z) for a 3-D CT
-        shape = tuple(img.shape[1:])
-        raise CTVolumeError(f"not 3-D (shape {shape} with {img.shape[0]} channel(s))")
-    img = orient(img)  # type: ignore[operator]
+    Raises CTVolumeError with a short reason for missing, unreadable or non-CT images."""
+    img = load_ct_image(path)
     sx, sy, sz = (*(float(s) for s in img.pixdim), 1.0, 1.0, 1.0)[:3]
     return img.numpy()[0], (sx, sy, sz)
 
 
 def encode_path(item: str | None, cfg: CTRadiomicsConfig) -> _ItemResult:
     """(vector, None) or (None, reason) for one study's image; never raises for bad data."""
-    if item is None or (isinstance(item, float) and math.isnan(item)) or not str(item).strip():
+    if is_missing(item):
         return None, "no image"
     try:
         vol, spacing = load_ct(str(item))
@@ -287,19 +215,6 @@ def encode_path(item: str | None, cfg: CTRadiomicsConfig) -> _ItemResult:
 
 
 # ---------------------------------------------------------------- encoder
-def _init_worker() -> None:
-    """One torch thread per worker: the pool provides the parallelism."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
-def _pool_context() -> mp.context.BaseContext:
-    # Not fork: forking a parent that already ran torch/OpenMP code can deadlock the child.
-    methods = mp.get_all_start_methods()
-    return mp.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 class CTRadiomicsEncoder:
     """Image encoder over NIfTI files / DICOM series folders; see the module docstring."""
 
@@ -324,14 +239,7 @@ class CTRadiomicsEncoder:
         }
 
     def _results(self, items: Sequence[str | None]) -> Iterator[_ItemResult]:
-        workers = min(self.cfg.n_workers, len(items))
-        if workers <= 1:
-            yield from (encode_path(it, self.cfg) for it in items)
-            return
-        chunk = max(1, min(32, len(items) // (4 * workers)))
-        ctx = _pool_context()
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as ex:
-            yield from ex.map(functools.partial(encode_path, cfg=self.cfg), items, chunksize=chunk)
+        return map_items(functools.partial(encode_path, cfg=self.cfg), items, self.cfg.n_workers)
 
     def encode(
         self, items: Sequence[str | None], progress: ProgressFn | None = None

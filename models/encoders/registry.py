@@ -24,10 +24,24 @@ def _ct_radiomics(cfg: Any) -> Encoder:
     return CTRadiomicsEncoder(cfg)
 
 
+def _merlin(cfg: Any) -> Encoder:
+    from models.encoders.merlin import MerlinEncoder
+
+    return MerlinEncoder(cfg)
+
+
+def _qwen3(cfg: Any) -> Encoder:
+    from models.encoders.text_qwen3 import Qwen3EmbeddingEncoder
+
+    return Qwen3EmbeddingEncoder(cfg)
+
+
 # Keyed by the config's `name` literal (MiniLMConfig.name == "minilm", ...).
 ENCODERS: dict[str, Callable[[Any], Encoder]] = {
     "minilm": _minilm,
     "ct_radiomics": _ct_radiomics,
+    "merlin": _merlin,
+    "qwen3_embedding": _qwen3,
 }
 
 

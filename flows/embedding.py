@@ -1,0 +1,29 @@
+"""Embedding wiring shared by the discovery and backfill flows: plan the month partitions
+that still lack embeddings, spread them over `workers` tasks (tagged `gpu` for GPU
+encoders), then assemble the `embeddings` artifact."""
+
+from __future__ import annotations
+
+from prefect.futures import wait
+
+from data_contracts.config import ModalityConfig
+from data_contracts.store import ArtifactRef
+from tasks.embed import embed, embed_partitions, encoder_tags, plan_embedding, split_partitions
+
+
+def fill_partitions(root: str, studies: ArtifactRef, m: ModalityConfig,
+                    since: str | None = None, until: str | None = None) -> dict[str, int]:
+    """Embed the missing studies of every month in [since, until]; {month: computed}."""
+    months = plan_embedding(root, studies, m, since, until)
+    task = embed_partitions.with_options(tags=encoder_tags(m))
+    futures = [task.submit(root, studies, m, group) for group in split_partitions(months, m.workers)]
+    wait(futures)
+    counts: dict[str, int] = {}
+    for f in futures:
+        counts.update(f.result())
+    return counts
+
+
+def embed_modality(root: str, studies: ArtifactRef, m: ModalityConfig) -> ArtifactRef:
+    fill_partitions(root, studies, m)
+    return embed(root, studies, m)
