@@ -7,6 +7,9 @@ trainer sees the same batches of 256 (8 passes over the 45,000 training rows = 1
 steps) with N = 2048 latents, K = 8. Timing covers the training loop only; metrics are
 computed here, with one definition, on the held-out rows in raw input space.
 
+samples_per_s is samples over the training loop's CPU time of this (single torch) thread,
+for every trainer alike: on a shared machine wall time mostly measures the neighbours.
+
 Peers are not project dependencies; to include them (they must not replace torch):
     .venv/bin/pip install --no-deps eai-sparsify dictionary-learning einops simple-parsing \
         docstring-parser natsort accelerate
@@ -32,11 +35,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.sae_peers import PEERS, PeerMissing  # noqa: E402
-from data_contracts.config import SAEConfig  # noqa: E402
-from models.sae_data import ArraySource, heldout_mask, iter_batches  # noqa: E402
-from models.sae_encode import encode  # noqa: E402
-from models.sae_train import train_sae  # noqa: E402
+from benchmarks.sae_peers import PEERS, PeerMissing
+from data_contracts.config import SAEConfig
+from models.sae_data import ArraySource, heldout_mask, iter_batches
+from models.sae_encode import encode
+from models.sae_train import train_sae
 
 D, ATOMS, PER_SAMPLE, N_LATENTS, K, BATCH = 256, 1024, 8, 2048, 8, 256
 
@@ -82,12 +85,12 @@ def run_peer(make: Callable[..., object], x: np.ndarray, atoms: np.ndarray, held
     train = ~held
     trainer = make(D, N_LATENTS, K, lr, epochs * int(np.ceil(train.sum() / BATCH)))
     src = ArraySource(x)
-    seen, t0 = 0, time.perf_counter()
+    seen, t0 = 0, time.thread_time()
     for epoch in range(epochs):
         for xb in iter_batches(src, train, BATCH, 0, epoch):
             trainer.step(torch.from_numpy(xb))  # type: ignore[attr-defined]
             seen += len(xb)
-    rate = seen / (time.perf_counter() - t0)
+    rate = seen / (time.thread_time() - t0)  # same clock as ours: train_clock on 1 thread
     x_hat, fired, l0, dec = trainer.evaluate(torch.from_numpy(x[held]))  # type: ignore[attr-defined]
     return {"samples_per_s": rate} | quality(x[held], x_hat, fired, l0, dec, atoms)
 

@@ -86,10 +86,11 @@ class SAEConfig(_Strict):
     k: int = Field(20, ge=1)
     prefixes: tuple[int, ...] | None = None  # Matryoshka only; None: default_prefixes(N, k)
     lr: float = Field(1e-3, gt=0)
-    warmup_frac: float = Field(0.05, ge=0, lt=1)  # then cosine decay to 0
+    warmup_frac: float = Field(0.05, ge=0, lt=1)  # linear warm-up, then constant
+    decay_frac: float = Field(0.2, ge=0, le=1)  # linear decay to 0 over the last steps
     grad_clip: float = Field(1.0, gt=0)
     auxk_alpha: float = Field(1 / 32, ge=0)
-    auxk_k: int | None = Field(None, ge=1)  # None: d_in / 2
+    auxk_k: int | None = Field(None, ge=1)  # None: min(d_in / 2, 4 k)
     dead_after_samples: int | None = Field(None, ge=1)
     batch_size: int = Field(256, ge=1)
     epochs: int = Field(40, ge=1)
@@ -104,6 +105,8 @@ class SAEConfig(_Strict):
     def _k_below_n(self) -> SAEConfig:
         if self.k >= self.n_features:
             raise ValueError(f"sae.k ({self.k}) must be smaller than sae.n_features ({self.n_features})")
+        if self.warmup_frac + self.decay_frac > 1:
+            raise ValueError(f"sae.warmup_frac + sae.decay_frac must be <= 1, got {self.warmup_frac + self.decay_frac}")
         if self.prefixes is not None:
             p = list(self.prefixes)
             if not self.variant.startswith("matryoshka"):

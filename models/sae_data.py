@@ -19,8 +19,11 @@ import pyarrow.parquet as pq
 
 
 class EmbeddingSource(Protocol):
-    n_rows: int
-    d_in: int
+    @property
+    def n_rows(self) -> int: ...
+
+    @property
+    def d_in(self) -> int: ...
 
     def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(global row ids, float32 rows) in file order."""
@@ -57,7 +60,7 @@ def list_column_to_matrix(col: pa.Array | pa.ChunkedArray, where: str) -> np.nda
     if (lengths != lengths[0]).any():
         bad = int(np.argmax(lengths != lengths[0]))
         raise ValueError(f"{where}: row {bad} has {lengths[bad]} dims, row 0 has {lengths[0]}")
-    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    flat = np.array(arr.flatten().to_numpy(zero_copy_only=False), dtype=np.float32)  # writable copy
     return flat.reshape(len(arr), int(lengths[0]))
 
 

@@ -84,7 +84,7 @@ class EncodeValues(Function):
         g = grad * (vals > 0)
         flat = cols.reshape(-1)
         g_benc = torch.zeros(w_enc.shape[0], dtype=g.dtype, device=g.device).index_add_(0, flat, g.reshape(-1))
-        b, w, d = *cols.shape, w_enc.shape[1]
+        (b, w), d = cols.shape, w_enc.shape[1]
         contrib = torch.mul(g.unsqueeze(2), (x - b_dec).unsqueeze(1), out=_buffer(ctx.ws, "enc_contrib", (b, w, d), x))
         sink = _grad_sink(ctx.w_enc, ctx.ws)
         sink.index_add_(0, flat, contrib.view(-1, d))

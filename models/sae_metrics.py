@@ -12,6 +12,7 @@ All metrics are computed in the SAE's normalised input space, over the rows give
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -95,6 +96,6 @@ def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
 
 
 def is_monotone_decreasing(values: list[float], tol: float = 0.0) -> bool:
-    return all(b <= a + tol for a, b in zip(values, values[1:], strict=False)) and not any(
+    return all(b <= a + tol for a, b in itertools.pairwise(values)) and not any(
         math.isnan(v) for v in values
     )
