@@ -80,7 +80,12 @@ def train_clock(dev: torch.device) -> Callable[[], float]:
     if dev.type == "cpu" and torch.get_num_threads() == 1:
         return time.thread_time
     if dev.type == "cuda":
-        return lambda: (torch.cuda.synchronize(), time.perf_counter())[1]
+
+        def synced() -> float:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+
+        return synced
     return time.perf_counter
 
 
