@@ -18,7 +18,8 @@ A missing peer prints a JSON line saying so.
     .venv/bin/python benchmarks/sae_train.py [--n 50000] [--epochs 8] [--threads 1]
 
 One JSON line per run (name, samples_per_s, fvu, l0, dead_frac, mmcs, recovered), then a
-summary line (ours = our TopK run; best peer = fastest / lowest-FVU peer run).
+summary line (ours = our TopK run at default settings; best peer = fastest / lowest-FVU
+peer run).
 """
 
 from __future__ import annotations
@@ -65,9 +66,10 @@ def quality(x: np.ndarray, x_hat: np.ndarray, fired: np.ndarray, l0: float, dec:
             "mmcs": float(best.mean()), "recovered": float((best > 0.9).mean())}
 
 
-def run_ours(x: np.ndarray, atoms: np.ndarray, held: np.ndarray, variant: str, epochs: int) -> dict[str, float]:
+def run_ours(x: np.ndarray, atoms: np.ndarray, held: np.ndarray, variant: str, epochs: int,
+             dtype: str = "auto") -> dict[str, float]:
     cfg = SAEConfig(variant=variant, n_features=N_LATENTS, k=K, batch_size=BATCH, epochs=epochs,  # type: ignore[arg-type]
-                    heldout_frac=0.1, seed=0, device="cpu")
+                    heldout_frac=0.1, seed=0, device="cpu", dtype=dtype)  # type: ignore[arg-type]
     res = train_sae(x, cfg)
     m = res.model
     vals, idx = encode(m, x[held])
@@ -108,6 +110,8 @@ def main() -> None:
     runs: dict[str, Callable[[], dict[str, float]]] = {
         "ours_topk": lambda: run_ours(x, atoms, held, "topk", args.epochs),
         "ours_matryoshka": lambda: run_ours(x, atoms, held, "matryoshka_topk", args.epochs),
+        # Not in the summary: selection matmul in bf16 (AMX), selected values recomputed in fp32.
+        "ours_topk_bf16_select": lambda: run_ours(x, atoms, held, "topk", args.epochs, "bfloat16"),
     }
     for peer, make in PEERS.items():
         for lr in (None, 1e-3):

@@ -69,7 +69,7 @@ def cpu_threads(n: int | None) -> Iterator[None]:
 def _threads_for(d_in: int, n_features: int, device: torch.device) -> int | None:
     # Small matrices gain nothing from a second thread and lose badly when the cores are
     # shared (measured here: 1.5 s with 1 thread vs 29 s with 2 on a loaded 2-core box).
-    if device.type == "cpu" and d_in * n_features < (1 << 22):
+    if device.type == "cpu" and d_in * n_features < (1 << 20):
         return 1
     return None
 
