@@ -120,24 +120,76 @@ class ModalityConfig(_Strict):
 
 
 # ---------------------------------------------------------------- stages
-class SAEConfig(_Strict):
-    """First-form TopK sparse autoencoder, one per modality."""
+SAEVariant = Literal["topk", "batchtopk", "matryoshka_topk", "matryoshka_batchtopk"]
 
-    variant: Literal["topk"] = "topk"
-    n_features: int = Field(64, ge=2)
-    k: int = Field(8, ge=1)
+
+class SAEConfig(_Strict):
+    """One sparse autoencoder run (models/sae*.py). Defaults follow the seed: Matryoshka
+    TopK, N = 8192, K = 20, prefixes N/64, N/16, N/4, N.
+
+    Dead latents (for the AuxK loss and the dead fraction during training): a latent is dead
+    once it has not fired for `dead_after_samples` training samples; None means
+    min(one epoch, 100,000 samples) -- a latent silent for a whole pass over 1e4 studies, or
+    for 1e5 of 1e6, carries nothing (peers' 10M-token default never fires at these sizes).
+    """
+
+    variant: SAEVariant = "matryoshka_topk"
+    n_features: int = Field(8192, ge=2)
+    k: int = Field(20, ge=1)
+    prefixes: tuple[int, ...] | None = None  # Matryoshka only; None: default_prefixes(N, k)
     lr: float = Field(1e-3, gt=0)
+    warmup_frac: float = Field(0.05, ge=0, lt=1)  # linear warm-up, then constant
+    decay_frac: float = Field(0.2, ge=0, le=1)  # linear decay to 0 over the last steps
+    grad_clip: float = Field(1.0, gt=0)
+    auxk_alpha: float = Field(1 / 32, ge=0)
+    auxk_k: int | None = Field(None, ge=1)  # None: min(d_in / 2, 4 k)
+    dead_after_samples: int | None = Field(None, ge=1)
     batch_size: int = Field(256, ge=1)
     epochs: int = Field(40, ge=1)
     heldout_frac: float = Field(0.1, ge=0.0, lt=0.9)
+    chunk_rows: int = Field(65536, ge=1)  # rows read from parquet at a time
     seed: int = 0
     device: Device = "auto"
+    # dtype of the dense selection matmul; auto: bf16 on CUDA, fp32 on CPU (values stay fp32)
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
     @model_validator(mode="after")
     def _k_below_n(self) -> SAEConfig:
         if self.k >= self.n_features:
             raise ValueError(f"sae.k ({self.k}) must be smaller than sae.n_features ({self.n_features})")
+        if self.warmup_frac + self.decay_frac > 1:
+            raise ValueError(f"sae.warmup_frac + sae.decay_frac must be <= 1, got {self.warmup_frac + self.decay_frac}")
+        if self.prefixes is not None:
+            p = list(self.prefixes)
+            if not self.variant.startswith("matryoshka"):
+                raise ValueError(f"sae.prefixes is for matryoshka variants, not '{self.variant}'")
+            if p != sorted(set(p)) or p[-1] != self.n_features or p[0] < 1:
+                raise ValueError(f"sae.prefixes {p} must increase strictly and end at n_features ({self.n_features})")
         return self
+
+
+class SAESweepConfig(_Strict):
+    """Grid of SAE runs (variants x n_features x k), every other setting from `sae`.
+
+    Selection rule (models/sae_sweep.py): the run with `sae`'s own variant, N and K if the
+    grid holds it; otherwise the run with the lowest held-out FVU, ties to fewer latents,
+    then smaller K. Every run is kept as an artifact.
+    """
+
+    variants: tuple[SAEVariant, ...] = Field(("matryoshka_topk",), min_length=1)
+    n_features: tuple[int, ...] = Field((8192,), min_length=1)
+    k: tuple[int, ...] = Field((5, 10, 20, 40), min_length=1)
+
+    def expand(self, base: SAEConfig) -> tuple[SAEConfig, ...]:
+        """One validated SAEConfig per grid point (prefixes reset where N changes)."""
+        out = []
+        for v in self.variants:
+            for n in self.n_features:
+                for k in self.k:
+                    keep = base.prefixes if (n == base.n_features and v.startswith("matryoshka")) else None
+                    out.append(SAEConfig(**{**base.model_dump(), "variant": v, "n_features": n, "k": k,
+                                            "prefixes": keep}))
+        return tuple(out)
 
 
 class CohortConfig(_Strict):
@@ -196,12 +248,21 @@ class RunConfig(_Strict):
     inputs: InputsConfig
     modalities: tuple[ModalityConfig, ...]
     sae: SAEConfig = SAEConfig()
+    sae_sweep: SAESweepConfig | None = None  # None: the single run `sae`
     cohort: CohortConfig = CohortConfig()
     outcome_settings: OutcomeSettings = OutcomeSettings()
     association: AssociationConfig = AssociationConfig()
     interpretation: InterpretConfig = InterpretConfig()
     report: ReportConfig = ReportConfig()
     report_dir: Path | None = None  # where the HTML report is published; default <store>/../report
+
+    def sae_runs(self) -> tuple[SAEConfig, ...]:
+        return self.sae_sweep.expand(self.sae) if self.sae_sweep else (self.sae,)
+
+    @model_validator(mode="after")
+    def _sweep_valid(self) -> RunConfig:
+        self.sae_runs()  # a grid point with k >= n_features fails here, at validation
+        return self
 
     @model_validator(mode="after")
     def _modalities_unique(self) -> RunConfig:

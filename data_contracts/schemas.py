@@ -122,6 +122,29 @@ SAE_METRICS = Contract(
     required=("split", "metric", "value"),
 )
 
+_F64 = pa.float64()
+SAE_SWEEP = Contract(
+    name="sae_sweep",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("run", pa.string(), nullable=False),  # version of the run's sae artifact
+            pa.field("variant", pa.string(), nullable=False),
+            pa.field("n_features", pa.int64(), nullable=False),
+            pa.field("k", pa.int64(), nullable=False),
+            pa.field("prefixes", pa.list_(pa.int64())),  # Matryoshka nesting; [N] otherwise
+            pa.field("selected", pa.bool_(), nullable=False),  # the SAE used downstream
+            *(pa.field(f"{s}_{m}", _F64) for s in ("heldout", "train") for m in ("fvu", "mse", "l0", "dead_frac")),
+            pa.field("heldout_prefix_fvu", pa.list_(_F64)),  # per prefix, Matryoshka only
+            pa.field("heldout_freq_hist", pa.list_(_F64)),  # latents per log10 firing-frequency bin, -7..0
+            pa.field("samples_per_s", _F64),
+            pa.field("steps", pa.int64()),
+        ]
+    ),
+    required=("run", "variant", "n_features", "k", "selected"),
+    unique=("run",),
+)
+
 ACTIVATIONS = Contract(
     name="activations",
     version="1",
@@ -253,6 +276,7 @@ ALL_CONTRACTS: dict[str, Contract] = {
         EMBEDDINGS,
         EMBEDDING_BATCH,
         SAE_METRICS,
+        SAE_SWEEP,
         ACTIVATIONS,
         FEATURE_STATS,
         COHORTS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from prefect import flow
+from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
 from data_contracts.config import load_run_config
@@ -19,22 +19,23 @@ from tasks.interpret import interpret
 from tasks.lineage import record_run
 from tasks.outcomes import label_outcomes
 from tasks.report import publish, render
-from tasks.sae import activations, train
+from tasks.sae import activations, select, trainer_for
 
 
 @dataclass(frozen=True)
 class ModalityRefs:
     embeddings: ArtifactRef
-    sae: ArtifactRef
+    sae: ArtifactRef  # the sweep's selected SAE
     activations: ArtifactRef
     feature_stats: ArtifactRef
     cohorts: ArtifactRef
     interpretations: ArtifactRef
+    sae_sweep: ArtifactRef | None = None  # every sweep run, with the selection marked
 
 
 def artifact_refs(core: Sequence[ArtifactRef], modalities: Mapping[str, ModalityRefs]) -> list[ArtifactRef]:
     """Every artifact of a run, shared stages first, then each modality's."""
-    return [*core, *(ref for r in modalities.values() for ref in vars(r).values())]
+    return [*core, *(ref for r in modalities.values() for ref in vars(r).values() if ref is not None)]
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,12 @@ def discovery(config_path: str) -> RunResult:
     mods: dict[str, ModalityRefs] = {}
     for m in cfg.modalities:
         emb = embed_modality(root, studies, m)
-        sae = train(root, emb, cfg.sae)
+        runs = cfg.sae_runs()
+        sae, sweep = select(root, emb, trainer_for(runs).map(root, unmapped(emb), list(runs)), cfg.sae)
         act = activations(root, emb, sae)
         stats, coh = cohorts(root, emb, sae, act, cfg.cohort)
         interp = interpret(root, studies, coh, m.modality, cfg.interpretation)
-        mods[m.modality] = ModalityRefs(emb, sae, act, stats, coh, interp)
+        mods[m.modality] = ModalityRefs(emb, sae, act, stats, coh, interp, sweep)
     assoc = associate(
         root, {k: (r.embeddings, r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, cfg.association
     )

@@ -1,75 +1,175 @@
-"""TopK sparse autoencoder (first form): module, training loop, encoding, checkpoint.
+"""Sparse autoencoder module: TopK, BatchTopK and Matryoshka over either, one design.
 
-    f = W_enc (x - b_dec) + b_enc,  f_sparse = TopK(ReLU(f)),  x_hat = W_dec f_sparse + b_dec
+    xn = (x - x_mean) / x_scale                       (normalisation, stored as buffers)
+    pre = W_enc (xn - b_dec) + b_enc                  (encoder pre-bias)
+    f = select(relu(pre))                             (TopK per sample / BatchTopK per batch)
+    xn_hat = W_dec^T f + b_dec                        (decoder rows unit-norm)
 
-Inputs are standardised per dimension with statistics from the training split; the
-statistics live in the checkpoint and are applied at inference, so a saved SAE is used
-exactly as it was trained. Decoder rows are kept unit-norm so activations are comparable
-across features (cohort thresholds are per feature, but magnitudes are shown in reports).
+Selection runs on the dense pre-activations without autograd; the selected values are then
+recomputed as gathered dot products, so the backward pass of both encoder and decoder
+touches only the selected (sample, latent) pairs: O(B k d) instead of the O(B N d) a dense
+backward costs. The encoder weight is stored (N, d) like the decoder so both are row-gathered.
+
+BatchTopK keeps the k*B largest activations of a batch during training and learns a
+threshold (running mean of the smallest kept activation); at inference every activation
+above the threshold is kept, so a sample's code does not depend on its batch.
+
+Matryoshka: latents are ordered and nested prefixes (e.g. 128 < 512 < 2048 < 8192) must
+each reconstruct the input alone; training averages the prefixes' losses so early latents
+carry broad concepts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from data_contracts.config import SAEConfig
-from models.devices import resolve_device
+from models.sae_kernels import Decode, EncodeValues, Workspace, blocked_topk
 
 
-class TopKSAE(nn.Module):
-    """A TopK SAE with normalisation buffers carried in its state dict."""
+@dataclass(frozen=True)
+class SparseCode:
+    """Selected latents of B rows, padded to a common width W: latent ids `cols` (B, W) and
+    values `vals` (B, W) >= 0; padding has value 0 (TopK: W = k, no padding)."""
+
+    cols: torch.Tensor
+    vals: torch.Tensor
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.cols.shape[0])
+
+    def dense(self, n_features: int) -> torch.Tensor:
+        out = torch.zeros(self.n_rows, n_features, dtype=self.vals.dtype, device=self.vals.device)
+        return out.scatter_add_(1, self.cols, self.vals)
+
+
+class SparseAutoencoder(nn.Module):
+    """One module for every variant; `variant` and `prefixes` only change selection and loss."""
 
     x_mean: torch.Tensor
     x_scale: torch.Tensor
+    threshold: torch.Tensor
 
-    def __init__(self, d_in: int, n_features: int, k: int) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        n_features: int,
+        k: int,
+        selection: str = "topk",
+        prefixes: tuple[int, ...] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
-        self.d_in, self.n_features, self.k = d_in, n_features, k
-        w = torch.randn(n_features, d_in)
+        if selection not in ("topk", "batchtopk"):
+            raise ValueError(f"selection must be 'topk' or 'batchtopk', got {selection!r}")
+        self.d_in, self.n_features, self.k, self.selection = d_in, n_features, k, selection
+        self.prefixes = tuple(prefixes) if prefixes else (n_features,)
+        if list(self.prefixes) != sorted(set(self.prefixes)) or self.prefixes[-1] != n_features:
+            raise ValueError(f"prefixes must increase strictly and end at n_features, got {self.prefixes}")
+        w = torch.randn(n_features, d_in, generator=generator)
         w = w / w.norm(dim=1, keepdim=True)
-        self.W_dec = nn.Parameter(w.clone())  # (N, d): row i is feature i's direction
-        self.W_enc = nn.Parameter(w.t().clone())  # (d, N): initialised as the transpose
+        self.W_dec = nn.Parameter(w.clone())  # (N, d): row i is latent i's direction
+        self.W_enc = nn.Parameter(w.clone())  # (N, d): the decoder transpose, stored row-wise
         self.b_enc = nn.Parameter(torch.zeros(n_features))
         self.b_dec = nn.Parameter(torch.zeros(d_in))
         self.register_buffer("x_mean", torch.zeros(d_in))
         self.register_buffer("x_scale", torch.ones(d_in))
+        # BatchTopK inference threshold; -1 = not learned yet (falls back to TopK).
+        self.register_buffer("threshold", torch.tensor(-1.0))
+        # Set by the trainer: reused buffers, weight gradients summed into .grad directly.
+        self.workspace: Workspace | None = None
 
+    # ------------------------------------------------------------ encoding
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.x_mean) / self.x_scale
 
-    def pre_acts(self, xn: torch.Tensor) -> torch.Tensor:
-        return torch.relu((xn - self.b_dec) @ self.W_enc + self.b_enc)
+    def pre_acts(self, xn: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Dense pre-activations (B, N) before ReLU, no autograd. `dtype` bfloat16 runs the
+        matmul in bf16 (AMX / tensor cores) for selection only; the result is fp32 either way."""
+        with torch.no_grad():
+            w, b, xc = self.W_enc, self.b_enc, xn - self.b_dec
+            ws = self.workspace
+            shape = (xn.shape[0], self.n_features)
+            out = ws.get("pre", shape, w) if ws is not None else torch.empty(shape, dtype=w.dtype, device=w.device)
+            if dtype == torch.float32:
+                return torch.addmm(b, xc, w.t(), out=out)
+            wl = ws.get("w_enc_low", tuple(w.shape), w, dtype).copy_(w) if ws is not None else w.to(dtype)
+            low = torch.mm(xc.to(dtype), wl.t())
+            return torch.add(low, b, out=out)
 
-    def encode_sparse(self, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-k values (>= 0) and their feature indices for normalised inputs."""
-        vals, idx = self.pre_acts(xn).topk(self.k, dim=-1, sorted=False)
-        return vals, idx
+    @torch.no_grad()
+    def select(self, pre: torch.Tensor, training: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Kept latents as padded ids (B, W), sorted per row, and a validity mask (None: all
+        valid). TopK per row; BatchTopK over the batch when training, by the learned
+        threshold at inference."""
+        b = pre.shape[0]
+        if self.selection == "topk" or (not training and float(self.threshold) < 0):
+            return blocked_topk(pre, min(self.k, pre.shape[1])).sort(dim=-1).values, None
+        if training:
+            flat = blocked_topk(pre.reshape(1, -1), min(self.k * b, pre.numel()))[0].sort().values
+        else:
+            flat = torch.nonzero(pre.reshape(-1) > self.threshold).squeeze(1)
+        return pad_rows(flat // self.n_features, flat % self.n_features, b)
 
-    def decode_sparse(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        # Gather only the selected decoder rows: O(B k d) instead of O(B N d).
-        return torch.einsum("bk,bkd->bd", vals, self.W_dec[idx]) + self.b_dec
+    def values(self, xn: torch.Tensor, pre: torch.Tensor, cols: torch.Tensor,
+               valid: torch.Tensor | None = None, recompute: bool = False) -> torch.Tensor:
+        """relu(pre-activation) of the selected latents (0 where not valid), differentiable;
+        gradients reach only the selected encoder rows. `recompute`: exact fp32 dot products
+        instead of reading `pre` (which came from a bf16 matmul)."""
+        if not recompute:
+            pre_sel = pre.gather(1, cols)
+        else:
+            with torch.no_grad():
+                b, w = cols.shape
+                rows = self.W_enc.index_select(0, cols.reshape(-1)).view(b, w, -1)
+                pre_sel = torch.bmm(rows, (xn - self.b_dec).unsqueeze(2)).squeeze(2) + self.b_enc[cols]
+        if valid is not None:
+            pre_sel = pre_sel.masked_fill(~valid, 0.0)
+        vals: torch.Tensor = EncodeValues.apply(pre_sel, xn, cols, self.W_enc, self.b_enc, self.b_dec,
+                                                 self.workspace)
+        return vals
 
-    def forward(self, xn: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        vals, idx = self.encode_sparse(xn)
-        return self.decode_sparse(vals, idx), vals, idx
+    def encode_code(self, xn: torch.Tensor, training: bool = False,
+                    dtype: torch.dtype = torch.float32) -> SparseCode:
+        pre = self.pre_acts(xn, dtype)
+        cols, valid = self.select(pre, training)
+        return SparseCode(cols, self.values(xn, pre, cols, valid, recompute=dtype != torch.float32))
 
+    # ------------------------------------------------------------ decoding
+    def decode_weights(self, weights: torch.Tensor, cols: torch.Tensor, project: bool = False,
+                       tag: str = "main") -> torch.Tensor:
+        """(B, P, d): sum_j weights[b, p, j] W_dec[cols[b, j]], without b_dec. `tag` names
+        the workspace buffers of one decode in a step (main, auxk)."""
+        out: torch.Tensor = Decode.apply(weights, cols, self.W_dec, project, self.workspace, tag)
+        return out
+
+    def decode(self, code: SparseCode, project: bool = False) -> torch.Tensor:
+        return self.decode_weights(code.vals.unsqueeze(1), code.cols, project)[:, 0] + self.b_dec
+
+    def decode_prefixes(self, code: SparseCode, project: bool = False) -> torch.Tensor:
+        """(P, B, d) reconstructions using only latents below each prefix boundary."""
+        if len(self.prefixes) == 1:
+            return self.decode(code, project).unsqueeze(0)
+        bounds = torch.tensor(self.prefixes, device=code.cols.device).view(1, -1, 1)
+        weights = code.vals.unsqueeze(1) * (code.cols.unsqueeze(1) < bounds)  # (B, P, W)
+        return self.decode_weights(weights, code.cols, project).transpose(0, 1) + self.b_dec
+
+    def forward(self, xn: torch.Tensor) -> tuple[torch.Tensor, SparseCode]:
+        code = self.encode_code(xn, self.training)
+        return self.decode(code), code
+
+    # ------------------------------------------------------------ decoder geometry
     @torch.no_grad()
     def renorm_decoder(self) -> None:
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
     def project_decoder_grad(self) -> None:
-        """Remove the gradient component parallel to each unit decoder row, so the step
+        """Remove the gradient component parallel to each unit decoder row, so a step
         changes direction, not norm (which renormalisation would undo anyway)."""
         if self.W_dec.grad is None:
             return
@@ -77,155 +177,30 @@ class TopKSAE(nn.Module):
         g.sub_((g * w).sum(dim=1, keepdim=True) * w)
 
 
-@dataclass
-class TrainResult:
-    model: TopKSAE
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # split -> name -> value
+def pad_rows(rows: torch.Tensor, cols: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates sorted by row -> padded (n_rows, W) ids and validity mask, W = the most
+    any row has (at least 1)."""
+    counts = torch.bincount(rows, minlength=n_rows)
+    width = max(1, int(counts.max())) if n_rows else 1
+    pos = torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    out = torch.zeros(n_rows, width, dtype=torch.long, device=rows.device)
+    valid = torch.zeros(n_rows, width, dtype=torch.bool, device=rows.device)
+    out[rows, pos], valid[rows, pos] = cols, True
+    return out, valid
 
 
-def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """Fraction of variance unexplained: sum |x - x_hat|^2 / sum |x - mean(x)|^2."""
-    resid = (x - x_hat).pow(2).sum()
-    total = (x - x.mean(dim=0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
-    return float(resid / total)
+def default_prefixes(n_features: int, k: int, levels: int = 4, ratio: int = 4) -> tuple[int, ...]:
+    """Nested prefixes N, N/4, N/16, ... (at most `levels`, none smaller than 2k): for
+    N = 8192 this is the seed's (128, 512, 2048, 8192)."""
+    out = [n_features]
+    while len(out) < levels and out[-1] // ratio >= 2 * k:
+        out.append(out[-1] // ratio)
+    return tuple(sorted(out))
 
 
-@torch.no_grad()
-def evaluate(model: TopKSAE, x: np.ndarray, batch_size: int = 4096) -> dict[str, float]:
-    """FVU, MSE, mean L0 and dead fraction (features never selected) on raw inputs."""
-    if len(x) == 0:
-        return {}
-    dev = next(model.parameters()).device
-    xn = model.normalise(torch.as_tensor(x, dtype=torch.float32, device=dev))
-    hats, fired, l0 = [], torch.zeros(model.n_features, dtype=torch.bool, device=dev), 0.0
-    for s in range(0, len(xn), batch_size):
-        x_hat, vals, idx = model(xn[s : s + batch_size])
-        hats.append(x_hat)
-        live = vals > 0
-        fired[idx[live]] = True
-        l0 += float(live.sum())
-    x_hat = torch.cat(hats)
-    return {
-        "fvu": fvu(xn, x_hat),
-        "mse": float((xn - x_hat).pow(2).mean()),
-        "l0": l0 / len(xn),
-        "dead_frac": float((~fired).float().mean()),
-    }
-
-
-def _split(n: int, heldout_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    perm = np.random.default_rng(seed).permutation(n)
-    n_held = round(n * heldout_frac) if n >= 20 else 0
-    return np.sort(perm[n_held:]), np.sort(perm[:n_held])
-
-
-def _lr_at(step: int, total: int, base: float) -> float:
-    warm = max(1, total // 20)
-    if step < warm:
-        return base * (step + 1) / warm
-    return base * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-
-@contextlib.contextmanager
-def cpu_threads(n: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op threads (None: leave as is)."""
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _threads_for(d_in: int, n_features: int, device: torch.device) -> int | None:
-    # Small matrices gain nothing from a second thread and lose badly when the cores are
-    # shared (measured here: 1.5 s with 1 thread vs 29 s with 2 on a loaded 2-core box).
-    if device.type == "cpu" and d_in * n_features < (1 << 20):
-        return 1
-    return None
-
-
-def train_sae(
-    x: np.ndarray, cfg: SAEConfig, progress: Callable[[int, int], None] | None = None
-) -> TrainResult:
-    """Train a TopK SAE on rows of `x` (n, d). Seeded and deterministic on CPU."""
-    if x.ndim != 2 or len(x) < 2:
-        raise ValueError(f"need a 2-D array with at least 2 rows, got shape {x.shape}")
-    dev = resolve_device(cfg.device)
-    with cpu_threads(_threads_for(x.shape[1], cfg.n_features, dev)):
-        return _train(x, cfg, dev, progress)
-
-
-def _train(
-    x: np.ndarray, cfg: SAEConfig, dev: torch.device, progress: Callable[[int, int], None] | None
-) -> TrainResult:
-    torch.manual_seed(cfg.seed)
-    train_idx, held_idx = _split(len(x), cfg.heldout_frac, cfg.seed)
-    xt = torch.as_tensor(x[train_idx], dtype=torch.float32)
-    model = TopKSAE(x.shape[1], cfg.n_features, cfg.k)
-    model.x_mean.copy_(xt.mean(0))
-    # One scale for all dims keeps the embedding geometry (cosines) intact; per-dim std
-    # would inflate noise dimensions of hand-crafted features.
-    model.x_scale.fill_(float((xt - xt.mean(0)).pow(2).sum(1).mean().sqrt()) / math.sqrt(x.shape[1]) + 1e-8)
-    with torch.no_grad():
-        model.b_dec.copy_(model.normalise(xt).median(dim=0).values)
-    model.to(dev)
-    xn = model.normalise(xt.to(dev))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = max(1, math.ceil(len(xn) / cfg.batch_size))
-    total = steps_per_epoch * cfg.epochs
-    step = 0
-    for _epoch in range(cfg.epochs):
-        order = torch.randperm(len(xn), generator=gen).to(dev)
-        for s in range(0, len(xn), cfg.batch_size):
-            batch = xn[order[s : s + cfg.batch_size]]
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total, cfg.lr)
-            x_hat, _, _ = model(batch)
-            loss = (batch - x_hat).pow(2).sum(-1).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            model.project_decoder_grad()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            model.renorm_decoder()
-            step += 1
-        if progress is not None:
-            progress(step, total)
-    model.eval()
-    metrics = {"train": evaluate(model, x[train_idx]), "heldout": evaluate(model, x[held_idx])}
-    return TrainResult(model.cpu(), {k: v for k, v in metrics.items() if v})
-
-
-@torch.no_grad()
-def encode(model: TopKSAE, x: np.ndarray, batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse codes of every row: (n, k) values and (n, k) feature ids, values > 0 only
-    meaningful (zeros are padding from TopK)."""
-    dev = next(model.parameters()).device
-    vals_out, idx_out = [], []
-    for s in range(0, len(x), batch_size):
-        xn = model.normalise(torch.as_tensor(x[s : s + batch_size], dtype=torch.float32, device=dev))
-        vals, idx = model.encode_sparse(xn)
-        vals_out.append(vals.cpu().numpy())
-        idx_out.append(idx.cpu().numpy())
-    if not vals_out:
-        return np.zeros((0, model.k), np.float32), np.zeros((0, model.k), np.int64)
-    return np.concatenate(vals_out), np.concatenate(idx_out)
-
-
-def save_sae(model: TopKSAE, cfg: SAEConfig, directory: Path) -> None:
-    """Self-describing checkpoint: weights + normalisation (safetensors) and config JSON."""
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(directory / "sae.safetensors"))
-    meta = {"d_in": model.d_in, "n_features": model.n_features, "k": model.k, "config": cfg.model_dump()}
-    (directory / "sae_config.json").write_text(json.dumps(meta, indent=2))
-
-
-def load_sae(directory: Path) -> tuple[TopKSAE, SAEConfig]:
-    meta = json.loads((directory / "sae_config.json").read_text())
-    model = TopKSAE(meta["d_in"], meta["n_features"], meta["k"])
-    model.load_state_dict(load_file(str(directory / "sae.safetensors")), strict=True)
-    model.eval()
-    return model, SAEConfig.model_validate(meta["config"])
+def build_sae(d_in: int, cfg: SAEConfig, generator: torch.Generator | None = None) -> SparseAutoencoder:
+    """The module a config describes."""
+    matryoshka = cfg.variant.startswith("matryoshka")
+    selection = "batchtopk" if cfg.variant.endswith("batchtopk") else "topk"
+    prefixes = (cfg.prefixes or default_prefixes(cfg.n_features, cfg.k)) if matryoshka else None
+    return SparseAutoencoder(d_in, cfg.n_features, cfg.k, selection, prefixes, generator)

@@ -17,6 +17,7 @@ from data_contracts.config import (
     ModalityConfig,
     RunConfig,
     SAEConfig,
+    SAESweepConfig,
     dump_run_config,
 )
 from data_contracts.store import ArtifactRef, ArtifactStore
@@ -38,7 +39,9 @@ def demo_run_config(out: Path, inputs: InputsConfig) -> RunConfig:
             ModalityConfig(modality="report", encoder=MiniLMConfig()),
             ModalityConfig(modality="image", encoder=CTRadiomicsConfig()),
         ),
-        sae=SAEConfig(n_features=64, k=8, epochs=40),
+        # A demo-sized sweep: Matryoshka (selected: it is the base config) and plain TopK.
+        sae=SAEConfig(variant="matryoshka_topk", n_features=64, k=8, epochs=40),
+        sae_sweep=SAESweepConfig(variants=("matryoshka_topk", "topk"), n_features=(64,), k=(8,)),
         cohort=CohortConfig(),
     )
 

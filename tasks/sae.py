@@ -1,49 +1,87 @@
-"""Train one SAE per modality; encode every study into sparse long-form activations."""
+"""SAE tasks: train one SAE per sweep run (mapped), pick the one used downstream, encode
+every study into sparse long-form activations. Embeddings are streamed from parquet."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
 import pandas as pd
-from prefect import task
+import pyarrow.parquet as pq
+from prefect import Task, task
 from prefect.cache_policies import NONE
+from prefect.futures import PrefectFutureList
 
 from data_contracts.config import SAEConfig
-from data_contracts.schemas import ACTIVATIONS, SAE_METRICS
+from data_contracts.schemas import ACTIVATIONS, SAE_METRICS, SAE_SWEEP
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from models.cohorts import sparse_activations
-from models.sae import encode, load_sae, save_sae, train_sae
-from tasks.embed import load_matrix
+from models.devices import resolve_device
+from models.sae_checkpoint import checkpoint_metrics, load_sae, save_sae
+from models.sae_data import ParquetSource
+from models.sae_encode import iter_encoded
+from models.sae_sweep import sweep_row, sweep_table
+from models.sae_train import train_sae
 from tasks.progress import progress_bar
 from tasks.stage import run_stage
 
 
+def _embedding_source(store: ArtifactStore, embeddings: ArtifactRef, chunk_rows: int) -> ParquetSource:
+    m = store.manifest(embeddings)
+    return ParquetSource(store.file_path(embeddings, m["tables"]["data"]["file"]), "embedding", chunk_rows)
+
+
 def train_fn(store: ArtifactStore, embeddings: ArtifactRef, cfg: SAEConfig) -> ArtifactRef:
     def build(w: ArtifactWriter) -> None:
-        _, x = load_matrix(store, embeddings)
-        if len(x) < 2:
+        source = _embedding_source(store, embeddings, cfg.chunk_rows)
+        if source.n_rows < 2:
             raise ValueError(
-                f"embeddings {embeddings.version}: {len(x)} studies could be embedded, too few to "
+                f"embeddings {embeddings.version}: {source.n_rows} studies could be embedded, too few to "
                 f"train an SAE; the reasons are in {embeddings.path}/quarantine.parquet"
             )
-        with progress_bar(cfg.epochs, "train SAE", "epoch") as bar:
-            result = train_sae(x, cfg, progress=lambda step, total: bar.update(1))
-        save_sae(result.model, cfg, w.tmp)
-        rows = [
-            {"split": split, "metric": name, "value": value}
-            for split, metrics in result.metrics.items()
-            for name, value in metrics.items()
-        ]
+        with progress_bar(cfg.epochs, f"train SAE {cfg.variant} N={cfg.n_features} k={cfg.k}", "epoch") as bar:
+            result = train_sae(source, cfg, progress=lambda step, total: bar.update(1))
+        metrics = {k: dict(v) for k, v in result.metrics.items()}
+        metrics.setdefault("train", {}).update(samples_per_s=result.samples_per_s, steps=float(result.steps))
+        save_sae(result.model, cfg, w.tmp, metrics)
+        rows = [{"split": s, "metric": n, "value": v} for s, vals in metrics.items() for n, v in vals.items()]
         w.write_table("metrics", pd.DataFrame(rows), SAE_METRICS)
 
     return run_stage(store, "sae", None, [embeddings], {"sae": cfg.model_dump()}, build)
 
 
+def select_fn(store: ArtifactStore, embeddings: ArtifactRef, runs: Sequence[ArtifactRef], base: SAEConfig
+              ) -> tuple[ArtifactRef, ArtifactRef]:
+    """Write the sweep-results table; return (selected SAE, sweep artifact)."""
+    rows = []
+    for ref in runs:
+        store.verify(ref)
+        model, cfg = load_sae(ref.path)
+        rows.append(sweep_row(ref.version, cfg, model.prefixes, checkpoint_metrics(ref.path)))
+    table, chosen = sweep_table(rows, base)
+
+    def build(w: ArtifactWriter) -> None:
+        w.write_table("data", table, SAE_SWEEP)
+
+    sweep = run_stage(store, "sae_sweep", SAE_SWEEP.key, [embeddings, *runs], {"base": base.model_dump()}, build)
+    return runs[chosen], sweep
+
+
 def activations_fn(store: ArtifactStore, embeddings: ArtifactRef, sae: ArtifactRef) -> ArtifactRef:
     def build(w: ArtifactWriter) -> None:
-        ids, x = load_matrix(store, embeddings)
         store.verify(sae)
-        model, _ = load_sae(sae.path)
-        vals, idx = encode(model, x)
-        w.write_table("data", sparse_activations(ids, vals, idx), ACTIVATIONS)
+        model, cfg = load_sae(sae.path)
+        source = _embedding_source(store, embeddings, cfg.chunk_rows)
+        ids = pq.read_table(source.path, columns=["study_id"]).column(0).to_numpy(zero_copy_only=False)
+        parts, start = [], 0
+        for vals, idx in iter_encoded(model, (x for _, x in source.chunks())):
+            parts.append(sparse_activations(ids[start : start + len(vals)], vals, idx))
+            start += len(vals)
+        if not parts:
+            parts = [sparse_activations(ids[:0], np.zeros((0, model.k), np.float32), np.zeros((0, model.k), np.int64))]
+        data = pd.concat(parts, ignore_index=True)
+        w.write_table("data", data.sort_values(["study_id", "feature_id"], ignore_index=True), ACTIVATIONS)
 
     return run_stage(store, "activations", ACTIVATIONS.key, [embeddings, sae], {}, build)
 
@@ -55,6 +93,20 @@ def sae_size(store: ArtifactStore, sae: ArtifactRef) -> int:
 @task(name="train-sae", cache_policy=NONE, tags=["train"])
 def train(store_root: str, embeddings: ArtifactRef, cfg: SAEConfig) -> ArtifactRef:
     return train_fn(ArtifactStore(store_root), embeddings, cfg)
+
+
+def trainer_for(runs: Sequence[SAEConfig]) -> Task:
+    """The train task, tagged "gpu" when the runs will use CUDA (so a GPU work pool can
+    take them)."""
+    cuda = any(resolve_device(c.device).type == "cuda" for c in runs)
+    return train.with_options(tags=["train", "gpu"]) if cuda else train
+
+
+@task(name="select-sae", cache_policy=NONE)
+def select(store_root: str, embeddings: ArtifactRef, runs: Sequence[ArtifactRef] | PrefectFutureList[Any],
+           base: SAEConfig) -> tuple[ArtifactRef, ArtifactRef]:
+    # Prefect resolves mapped futures to their refs before the call.
+    return select_fn(ArtifactStore(store_root), embeddings, cast(Sequence[ArtifactRef], runs), base)
 
 
 @task(name="encode-activations", cache_policy=NONE)

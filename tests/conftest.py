@@ -25,13 +25,21 @@ def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def write_tiny_config(cohort: Path, out: Path) -> Path:
     """A run config over the tiny cohort with a small, fast SAE."""
-    from data_contracts.config import CohortConfig, InputsConfig, InterpretConfig, SAEConfig, dump_run_config
+    from data_contracts.config import (
+        CohortConfig,
+        InputsConfig,
+        InterpretConfig,
+        SAEConfig,
+        SAESweepConfig,
+        dump_run_config,
+    )
     from tasks.demo import demo_run_config
 
     inputs = InputsConfig(studies=cohort / "studies.parquet", events=cohort / "events.parquet",
                           outcomes=cohort / "outcomes.yaml")
     cfg = demo_run_config(out, inputs).model_copy(update={
         "sae": SAEConfig(n_features=16, k=4, epochs=5),
+        "sae_sweep": SAESweepConfig(variants=("matryoshka_topk", "topk"), n_features=(16,), k=(4,)),
         "cohort": CohortConfig(min_cohort_size=3),
         "interpretation": InterpretConfig(n_top=10, n_control=20),
     })

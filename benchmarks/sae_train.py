@@ -1,0 +1,151 @@
+"""SAE training benchmark on a planted dictionary: ours vs EleutherAI sparsify and
+dictionary_learning, same data, same batches, same thread count, in one process.
+
+Data: d = 256, 1024 random unit atoms, every sample the sum of exactly 8 distinct atoms
+with magnitudes U(0.5, 1.5) plus N(0, 0.01^2) noise; n = 50,000, 10% held out. Every
+trainer sees the same batches of 256 (8 passes over the 45,000 training rows = 1,408
+steps) with N = 2048 latents, K = 8. Timing covers the training loop only; metrics are
+computed here, with one definition, on the held-out rows in raw input space.
+
+samples_per_s is samples over the training loop's CPU time of this (single torch) thread,
+for every trainer alike: on a shared machine wall time mostly measures the neighbours.
+
+Peers are not project dependencies; to include them (they must not replace torch):
+    .venv/bin/pip install --no-deps eai-sparsify dictionary-learning einops simple-parsing \
+        docstring-parser natsort accelerate
+A missing peer prints a JSON line saying so.
+
+    .venv/bin/python benchmarks/sae_train.py [--n 50000] [--epochs 8] [--threads 1]
+
+One JSON line per run (name, samples_per_s, fvu, l0, dead_frac, mmcs, recovered), then a
+summary line (ours = our TopK run at default settings; best peer = fastest / lowest-FVU
+peer run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.sae_peers import PEERS, PeerMissing
+from data_contracts.config import SAEConfig
+from models.sae_data import ArraySource, heldout_mask, iter_batches
+from models.sae_encode import encode
+from models.sae_train import train_sae
+
+D, ATOMS, PER_SAMPLE, N_LATENTS, K, BATCH = 256, 1024, 8, 2048, 8, 256
+
+
+def planted(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    atoms = rng.normal(size=(ATOMS, D))
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    idx = np.argsort(rng.random((n, ATOMS)), axis=1)[:, :PER_SAMPLE]
+    mags = rng.uniform(0.5, 1.5, size=(n, PER_SAMPLE))
+    x = np.einsum("nk,nkd->nd", mags, atoms[idx]) + 0.01 * rng.normal(size=(n, D))
+    return x.astype(np.float32), atoms
+
+
+def quality(x: np.ndarray, x_hat: np.ndarray, fired: np.ndarray, l0: float, dec: np.ndarray,
+            atoms: np.ndarray) -> dict[str, float]:
+    """FVU, L0, dead fraction on held-out rows; MMCS and recovery of the planted atoms."""
+    resid = float(((x - x_hat) ** 2).sum())
+    total = float(((x - x.mean(0)) ** 2).sum())
+    dec = dec / np.maximum(np.linalg.norm(dec, axis=1, keepdims=True), 1e-12)
+    best = (atoms @ dec.T).max(axis=1)
+    return {"fvu": resid / total, "l0": l0, "dead_frac": float(1 - fired.mean()),
+            "mmcs": float(best.mean()), "recovered": float((best > 0.9).mean())}
+
+
+def run_ours(x: np.ndarray, atoms: np.ndarray, held: np.ndarray, variant: str, epochs: int,
+             dtype: str = "auto") -> dict[str, float]:
+    cfg = SAEConfig(variant=variant, n_features=N_LATENTS, k=K, batch_size=BATCH, epochs=epochs,  # type: ignore[arg-type]
+                    heldout_frac=0.1, seed=0, device="cpu", dtype=dtype)  # type: ignore[arg-type]
+    res = train_sae(x, cfg)
+    m = res.model
+    vals, idx = encode(m, x[held])
+    dense = np.zeros((int(held.sum()), N_LATENTS), np.float32)
+    np.put_along_axis(dense, idx, vals, axis=1)
+    w = m.W_dec.detach().numpy()
+    x_hat = (dense @ w + m.b_dec.detach().numpy()) * m.x_scale.numpy() + m.x_mean.numpy()
+    out = quality(x[held], x_hat, (dense > 0).any(0), float((vals > 0).sum(1).mean()), w, atoms)
+    out |= {k: v for k, v in res.metrics["heldout"].items() if k.startswith("fvu_prefix_")}
+    return {"samples_per_s": res.samples_per_s} | out
+
+
+def run_peer(make: Callable[..., object], x: np.ndarray, atoms: np.ndarray, held: np.ndarray,
+             lr: float | None, epochs: int) -> dict[str, float]:
+    train = ~held
+    trainer = make(D, N_LATENTS, K, lr, epochs * int(np.ceil(train.sum() / BATCH)))
+    src = ArraySource(x)
+    seen, t0 = 0, time.thread_time()
+    for epoch in range(epochs):
+        for xb in iter_batches(src, train, BATCH, 0, epoch):
+            trainer.step(torch.from_numpy(xb))  # type: ignore[attr-defined]
+            seen += len(xb)
+    rate = seen / (time.thread_time() - t0)  # same clock as ours: train_clock on 1 thread
+    x_hat, fired, l0, dec = trainer.evaluate(torch.from_numpy(x[held]))  # type: ignore[attr-defined]
+    return {"samples_per_s": rate} | quality(x[held], x_hat, fired, l0, dec, atoms)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=50_000)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="", help="comma-separated run names")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    x, atoms = planted(args.n)
+    held = heldout_mask(len(x), 0.1, 0)
+    runs: dict[str, Callable[[], dict[str, float]]] = {
+        "ours_topk": lambda: run_ours(x, atoms, held, "topk", args.epochs),
+        "ours_matryoshka": lambda: run_ours(x, atoms, held, "matryoshka_topk", args.epochs),
+        # Not in the summary: selection matmul in bf16 (AMX), selected values recomputed in fp32.
+        "ours_topk_bf16_select": lambda: run_ours(x, atoms, held, "topk", args.epochs, "bfloat16"),
+    }
+    for peer, make in PEERS.items():
+        for lr in (None, 1e-3):
+            name = f"{peer}_lr_{'default' if lr is None else lr}"
+            runs[name] = lambda make=make, lr=lr: run_peer(make, x, atoms, held, lr, args.epochs)
+    only = set(filter(None, args.only.split(",")))
+    results: dict[str, dict[str, float]] = {}
+    for name, fn in runs.items():
+        if only and name not in only:
+            continue
+        try:
+            results[name] = fn()
+            print(json.dumps({"name": name} | results[name]), flush=True)
+        except PeerMissing as e:
+            print(json.dumps({"name": name, "skipped": f"peer not installed: {e}"}), flush=True)
+    print(json.dumps(summary(results)))
+
+
+def summary(results: dict[str, dict[str, float]]) -> dict[str, float | None]:
+    ours = results.get("ours_topk", {})
+    peers = [r for n, r in results.items() if not n.startswith("ours")]
+    fast = max((r["samples_per_s"] for r in peers), default=None)
+    best_fvu = min((r["fvu"] for r in peers), default=None)
+    return {
+        "summary": True,  # type: ignore[dict-item]
+        "ours_samples_per_s": ours.get("samples_per_s"),
+        "best_peer_samples_per_s": fast,
+        "speed_ratio": ours["samples_per_s"] / fast if ours and fast else None,
+        "ours_fvu": ours.get("fvu"),
+        "best_peer_fvu": best_fvu,
+        "ours_mmcs": ours.get("mmcs"),
+        "ours_recovered": ours.get("recovered"),
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""SAE tasks on a store: mapped sweep runs, selection artifact, streamed encoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.config import SAEConfig, SAESweepConfig
+from data_contracts.schemas import EMBEDDINGS
+from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
+from models.cohorts import sparse_activations
+from models.sae_checkpoint import load_sae
+from models.sae_encode import encode
+from tasks.sae import activations_fn, select_fn, train_fn
+from tasks.stage import run_stage
+
+
+def _embeddings(store: ArtifactStore, x: np.ndarray) -> ArtifactRef:
+    def build(w: ArtifactWriter) -> None:
+        ids = [f"s{i:04d}" for i in range(len(x))]
+        w.write_table("data", pd.DataFrame({"study_id": ids, "embedding": list(x)}), EMBEDDINGS)
+
+    return run_stage(store, "embeddings", EMBEDDINGS.key, [], {"n": len(x)}, build)
+
+
+def test_sweep_select_and_encode(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 12)).astype(np.float32)
+    store = ArtifactStore(tmp_path)
+    emb = _embeddings(store, x)
+    base = SAEConfig(variant="matryoshka_topk", n_features=24, k=3, epochs=2, batch_size=32, device="cpu",
+                     chunk_rows=40)  # several parquet chunks per epoch
+    runs = [train_fn(store, emb, c) for c in SAESweepConfig(variants=("topk", "matryoshka_topk"),
+                                                             n_features=(24,), k=(3,)).expand(base)]
+    assert train_fn(store, emb, base) == runs[1]  # same config: the artifact is reused
+    sae, sweep = select_fn(store, emb, runs, base)
+    assert sae == runs[1]
+    table = store.read_table(sweep)
+    assert table["selected"].tolist() == [False, True]
+    assert table["variant"].tolist() == ["topk", "matryoshka_topk"]
+    assert table["heldout_fvu"].notna().all() and len(table.loc[1, "heldout_prefix_fvu"]) == 2
+    metrics = store.read_table(sae, "metrics")
+    assert {"fvu", "dead_frac", "freq_log10_0"} <= set(metrics["metric"])
+
+    act = store.read_table(activations_fn(store, emb, sae))
+    model, _ = load_sae(sae.path)
+    vals, idx = encode(model, x)
+    want = sparse_activations(np.array([f"s{i:04d}" for i in range(len(x))]), vals, idx)
+    pd.testing.assert_frame_equal(act.reset_index(drop=True), want, check_dtype=False)
