@@ -58,7 +58,8 @@ def exact_vs_statsmodels(E, Y, M, Z, arr, n_pairs: int, seed: int) -> dict:
     pairs = ok[rng.choice(len(ok), size=min(n_pairs, len(ok)), replace=False)]
     pairs = pairs[np.argsort(pairs[:, 1], kind="stable")]
     t0 = time.perf_counter()
-    ours = fit_pairs(E, Z, Y, M, pairs, firth=False)
+    start = np.column_stack([arr["null_params"][pairs[:, 1]], arr["score_log_or"][pairs[:, 0], pairs[:, 1]]])
+    ours = fit_pairs(E, Z, Y, M, pairs, firth=False, start=start)
     t_ours = time.perf_counter() - t0
     Ecsc, diffs = sp.csc_matrix(E), []
     t0 = time.perf_counter()

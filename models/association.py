@@ -95,6 +95,7 @@ def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, c
             "odds_ratio": or_, "or_ci_low": lo, "or_ci_high": hi, "corrected": corrected,
             "informative": informative, "p_value": p, "score_p": score.p, "score_log_or": score.log_or,
             "score_se": score.se, "null_ok": np.broadcast_to(score.null_ok, a.shape),
+            "null_params": score.null_params,
             "n_adjusted": np.broadcast_to(adj.sum(axis=0), a.shape)}
 
 
@@ -105,7 +106,7 @@ def screen_frame(arr: dict, testable: np.ndarray, outcome_ids: list[str], cfg: A
     def flat(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(x).T).ravel()
 
-    f = {k: flat(v) for k, v in arr.items()}
+    f = {k: flat(v) for k, v in arr.items() if k != "null_params"}
     test = np.tile(testable, n_o)
     tested = test & f["informative"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -154,38 +155,48 @@ def _flags(f: dict, test: np.ndarray, tested: np.ndarray, cfg: AssociationConfig
 
 
 def associate_splits(
-    exposures: dict[str, tuple[sp.spmatrix, np.ndarray]],
+    exposures: dict[str, tuple[sp.spmatrix, np.ndarray, np.ndarray]],
     om: OutcomeMatrices,
     split: np.ndarray,
     cfg: AssociationConfig,
 ) -> pd.DataFrame:
     """Every pair of every modality in both splits (ASSOCIATIONS rows, unsorted).
 
-    `exposures`: modality -> (E over om.study_ids, testable per feature); `split`: the
-    split of each study. Exact fits are chosen in discovery and made in both splits."""
+    `exposures`: modality -> (E over om.study_ids, testable per feature, the studies the
+    modality encoded); `split`: the split of each study. BH and Bonferroni run over every
+    test of a split; exact fits are chosen in discovery and made in both splits."""
     Z, cov_ok = om.design, om.has_covariates
     frames, selected = [], None
     for name in (DISCOVERY, VALIDATION):
-        Ms = om.M & (split == name)[:, None]
-        parts = [screen_frame(screen_arrays(E, Z, om.Y, Ms, cov_ok), testable, om.outcome_ids, cfg)
-                 .assign(modality=mod) for mod, (E, testable) in sorted(exposures.items())]
+        in_split = (split == name)[:, None]
+        parts, nulls = [], {}
+        for mod, (E, testable, encoded) in sorted(exposures.items()):
+            arr = screen_arrays(E, Z, om.Y, om.M & in_split & encoded[:, None], cov_ok)
+            nulls[mod] = arr["null_params"]
+            parts.append(screen_frame(arr, testable, om.outcome_ids, cfg).assign(modality=mod))
         df = add_multiplicity(pd.concat(parts, ignore_index=True)).assign(split=name)
         if selected is None:
             selected = select_pairs(df, cfg)
-        df = _with_exact(df, selected, exposures, om, Ms & cov_ok[:, None], cfg)
-        frames.append(df)
+        adj = {m: (e[0], om.M & in_split & (e[2] & cov_ok)[:, None], nulls[m]) for m, e in exposures.items()}
+        frames.append(_with_exact(df, selected, adj, om, cfg))
     out = rank_discovery(pd.concat(frames, ignore_index=True), cfg)
     return replication(out, cfg)
 
 
-def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, exposures: dict, om: OutcomeMatrices,
-                M_adj: np.ndarray, cfg: AssociationConfig) -> pd.DataFrame:
+def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: OutcomeMatrices,
+                cfg: AssociationConfig) -> pd.DataFrame:
+    """Exact fits of the selected pairs; adj: modality -> (E, rows of the adjusted
+    analysis per outcome, null coefficients per outcome)."""
     fits = []
     o_index = pd.Index(om.outcome_ids)
-    for mod, sel in selected.groupby("modality"):
-        pairs = np.column_stack([sel["feature_id"].to_numpy(int), o_index.get_indexer(sel["outcome_id"])])
-        res = fit_pairs(exposures[str(mod)][0], om.design, om.Y, M_adj, pairs, cfg.firth)
-        fits.append(pd.concat([sel.reset_index(drop=True), res], axis=1))
+    sel_all = selected.merge(df[[*KEY, "score_log_or"]], on=KEY, how="left")
+    for mod, sel in sel_all.groupby("modality"):
+        E, M_adj, nulls = adj[str(mod)]
+        o = o_index.get_indexer(sel["outcome_id"])
+        pairs = np.column_stack([sel["feature_id"].to_numpy(int), o])
+        start = np.column_stack([nulls[o], sel["score_log_or"].to_numpy(np.float64)])
+        res = fit_pairs(E, om.design, om.Y, M_adj, pairs, cfg.firth, start)
+        fits.append(pd.concat([sel[KEY].reset_index(drop=True), res], axis=1))
     cols = [*KEY, *EXACT_COLUMNS]
     fit = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(columns=cols)
     merged = df.merge(fit[cols], on=KEY, how="left")

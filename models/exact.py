@@ -34,44 +34,48 @@ def select_pairs(df: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
 
 
 def fit_pairs(
-    E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pairs: np.ndarray, firth: bool
+    E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pairs: np.ndarray, firth: bool,
+    start: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Fit every (feature, outcome) index pair in `pairs` (k x 2) on the rows where M is
-    true (M must exclude missing covariates). Returns COLUMNS in the order of `pairs`."""
+    true (M must exclude missing covariates). Pairs of different outcomes share a batch:
+    a row outside an outcome's analysis gets prior weight 0. `start` (k x p), e.g. the
+    null model plus the score test's one-step estimate, saves Newton iterations.
+    Returns COLUMNS in the order of `pairs`."""
     out = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
                         "exact_flag": None}, index=range(len(pairs)))
-    Ecsr = sp.csr_matrix(E)
-    for o in np.unique(pairs[:, 1]) if len(pairs) else []:
-        idx = np.flatnonzero(pairs[:, 1] == o)
-        rows = np.flatnonzero(M[:, o])
-        y = Y[rows, o].astype(np.float64)[:, None]
-        Xo = sp.csc_matrix(Ecsr[rows])
-        for lo in range(0, len(idx), BATCH):
-            chunk = idx[lo:lo + BATCH]
-            X = Xo[:, pairs[chunk, 0]].toarray()
-            out.loc[chunk, COLUMNS] = _fit_chunk(Z[rows], y, X, firth).to_numpy()
+    Ecsc = sp.csc_matrix(E)
+    order = np.argsort(pairs[:, 1], kind="stable") if len(pairs) else np.arange(0)
+    for lo in range(0, len(order), BATCH):
+        chunk = order[lo:lo + BATCH]
+        f, o = pairs[chunk, 0], pairs[chunk, 1]
+        X = Ecsc[:, f].toarray()
+        W = M[:, o].astype(np.float64)
+        y = Y[:, o].astype(np.float64) * W
+        st = None if start is None else start[chunk]
+        out.loc[chunk, COLUMNS] = _fit_chunk(Z, y, W, X, firth, st).to_numpy()
     return out
 
 
-def _fit_chunk(Z: np.ndarray, y: np.ndarray, X: np.ndarray, firth: bool) -> pd.DataFrame:
-    a = X.T @ y[:, 0]
-    n1, cases = X.sum(axis=0), y.sum()
-    zero = (a == 0) | (a == n1) | (a == cases) | (n1 - a == len(y) - cases)
+def _fit_chunk(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray, firth: bool,
+               start: np.ndarray | None) -> pd.DataFrame:
+    a, n1 = (X * y).sum(axis=0), (X * W).sum(axis=0)
+    cases, n = y.sum(axis=0), W.sum(axis=0)
+    zero = (a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases)
     res = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
                         "exact_flag": np.where(zero, "separation (zero cell): no ML estimate", None)})
-    if cases in (0, len(y)):
-        res["exact_flag"] = "outcome not estimable: no cases or no non-cases"
-        return res
-    fit_cols = np.flatnonzero(~zero | firth)
+    dead = (cases == 0) | (cases == n)
+    res.loc[dead, "exact_flag"] = "outcome not estimable: no cases or no non-cases"
+    fit_cols = np.flatnonzero((~zero | firth) & ~dead)
     if not len(fit_cols):
         return res
-    fit = fit_batch(Z, y, X=X[:, fit_cols], firth=firth)
+    st = None if start is None else np.nan_to_num(start[fit_cols])
+    fit = fit_batch(Z, y[:, fit_cols], weights=W[:, fit_cols], X=X[:, fit_cols], firth=firth, start=st)
     beta, se = fit.params[:, -1], np.sqrt(fit.cov[:, -1, -1])
     res.loc[fit_cols, "adj_log_or"] = np.where(fit.converged, beta, np.nan)
     res.loc[fit_cols, "adj_se"] = np.where(fit.converged, se, np.nan)
     res.loc[fit_cols, "adj_p_value"] = np.where(fit.converged, 2 * norm.sf(np.abs(beta / se)), np.nan)
-    bad = fit_cols[~fit.converged]
-    res.loc[bad, "exact_flag"] = "did not converge (possible separation)"
+    res.loc[fit_cols[~fit.converged], "exact_flag"] = "did not converge (possible separation)"
     if firth:
         res.loc[fit_cols[zero[fit_cols]], "exact_flag"] = "zero cell: Firth estimate"
     return res

@@ -47,3 +47,12 @@ def check_disjoint(study_subject: pd.DataFrame, split: pd.Series) -> None:
     if missing:
         raise ContractError("discovery/validation split", None, "subject_id",
                             f"patients without a split: {sorted(missing)[:5]}", "split every labelled patient")
+
+
+def study_splits(labels: pd.DataFrame, study_ids: np.ndarray, frac: float, seed: int) -> np.ndarray:
+    """The split of each study in `study_ids` (by its patient), checked disjoint."""
+    split = split_patients(labels, frac, seed)
+    lab = labels[["study_id", "subject_id"]].drop_duplicates("study_id")
+    lab = lab.assign(split=lab["subject_id"].map(split))
+    check_disjoint(lab, split)
+    return lab.set_index("study_id")["split"].reindex(study_ids).to_numpy()

@@ -27,7 +27,10 @@ def cox_fit(df: pd.DataFrame, duration: str, event: str, covariates: list[str]) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            cph = CoxPHFitter().fit(df[[duration, event, *covariates]], duration, event)
+            # lifelines' default stopping rule leaves ~1e-6 in the coefficients; R's coxph
+            # iterates further, and so do we.
+            cph = CoxPHFitter().fit(df[[duration, event, *covariates]], duration, event,
+                                    fit_options={"precision": 1e-12})
         except (ConvergenceError, np.linalg.LinAlgError, ValueError):
             return None
     return cph.summary
@@ -111,3 +114,36 @@ def km_curve(d: pd.DataFrame, window_days: float) -> pd.DataFrame:
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["group", "time_days", "cum_incidence", "ci_low", "ci_high", "n_at_risk", "year"])
+
+
+def top_hits(assoc: pd.DataFrame, top: int) -> pd.DataFrame:
+    """The `top` best-ranked discovery pairs per (modality, outcome)."""
+    ranked = assoc[(assoc["split"] == "discovery") & assoc["rank"].notna() & (assoc["rank"] <= top)]
+    return ranked[["modality", "feature_id", "outcome_id", "rank"]].reset_index(drop=True)
+
+
+def survival_hits(
+    hits: pd.DataFrame, exposed: dict[str, dict[int, np.ndarray]], om: Any, split: np.ndarray,
+    windows_days: dict[str, float], min_events: int,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Survival rows and KM curve rows of every hit in every split.
+
+    exposed: modality -> feature -> bool mask over om.study_ids; om: OutcomeMatrices."""
+    rows, curves = [], []
+    o_index = pd.Index(om.outcome_ids)
+    for h in hits.itertuples(index=False):
+        o = o_index.get_loc(h.outcome_id)
+        window = windows_days[h.outcome_id]
+        for name in ("discovery", "validation"):
+            m = om.M[:, o] & (split == name)
+            d = pd.DataFrame({"time_days": om.T[m, o], "event": om.Y[m, o].astype(int),
+                              "exposed": exposed[h.modality][h.feature_id][m].astype(int),
+                              "age_years": om.age[m], "male": om.male[m]})
+            key = {"modality": h.modality, "feature_id": h.feature_id, "outcome_id": h.outcome_id, "split": name}
+            summ, curve = survival_pair(d, window, min_events)
+            rows.append({**key, "rank": h.rank, "window_years": window / YEAR_DAYS, **summ})
+            curves.append(curve.assign(**key))
+    cols = ["modality", "feature_id", "outcome_id", "split"]
+    summary = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*cols, "rank", "window_years", "n"])
+    curve_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=[*cols, "group"])
+    return summary, curve_df

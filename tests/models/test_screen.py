@@ -21,7 +21,9 @@ def _random_tables(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def test_fisher_matches_scipy_on_random_tables() -> None:
     rng = np.random.default_rng(0)
-    t = np.vstack([_random_tables(rng, 1500),
+    big = _random_tables(rng, 300) * np.array([1, 150, 150, 150])  # large N, cohorts and case counts
+    big[:, 0] = rng.hypergeometric(big[:, 2], big[:, 3] - big[:, 2], big[:, 1])
+    t = np.vstack([_random_tables(rng, 1500), big,
                    [[0, 5, 0, 10], [5, 5, 5, 10], [2, 4, 4, 8], [3, 10, 3, 1000], [50, 500, 60, 100000]]])
     ours = fisher_exact_2sided(t[:, 0], t[:, 1], t[:, 2], t[:, 3])
     for (a, n1, K, N), p in zip(t, ours, strict=True):
