@@ -83,7 +83,7 @@ def discovery(config_path: str) -> RunResult:
     report = render(
         root, studies, labels, assoc,
         {k: (r.feature_stats, r.cohorts, r.interpretations) for k, r in mods.items()},
-        str(cfg.inputs.outcomes), cfg.report, cfg.name,
+        str(cfg.inputs.outcomes), cfg.report, cfg.name, surv,
     )
     index = publish(root, report, str(cfg.report_dir))
     produced = artifact_refs([studies, events, labels, assoc, surv, report], mods)
