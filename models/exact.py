@@ -96,22 +96,25 @@ def fast_pairs(
     out = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
                         "exact_flag": None}, index=range(len(pairs)))
     done = np.zeros(len(pairs), bool)
-    for o in np.unique(pairs[:, 1]):
+    outs = np.unique(pairs[:, 1])
+    # One gather puts every needed outcome column in group order, column-contiguous.
+    Ys = np.asfortranarray(Y[:, outs][prep.order], dtype=np.float64)
+    Ws = np.asfortranarray(M[:, outs][prep.order], dtype=np.float64)
+    for col, o in enumerate(outs):
         idx = np.flatnonzero(pairs[:, 1] == o)
-        w = M[:, o].astype(np.float64)
-        y = Y[:, o].astype(np.float64)
+        w, y = M[:, o].astype(bool), Y[:, o]
         g0 = start[idx[0], : Z.shape[1]]
         rows = [E.indices[E.indptr[f]:E.indptr[f + 1]] for f in pairs[idx, 0]]
-        rows = [r[w[r] > 0] for r in rows]
-        cases, n = (w * y).sum(), w.sum()
-        a = np.array([y[r].sum() for r in rows])
+        rows = [r[w[r]] for r in rows]
+        cases, n = Ys[:, col] @ Ws[:, col], Ws[:, col].sum()
+        a = np.array([y[r].sum() for r in rows], dtype=np.float64)
         n1 = np.array([len(r) for r in rows], dtype=np.float64)
         ok = ~((a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases))
         if not ok.any():
             continue
         idx, rows = idx[ok], [r for r, k in zip(rows, ok, strict=True) if k]
-        mo = moments(prep, y, w, g0)
-        theta, cov, conv, bound = fit_exposed(mo, [Z[r] for r in rows], [y[r] for r in rows],
+        mo = moments(prep, Ys[:, col], Ws[:, col], g0)
+        theta, cov, conv, bound = fit_exposed(mo, [Z[r] for r in rows], [y[r].astype(np.float64) for r in rows],
                                               [Z[r] @ g0 for r in rows], start[idx, -1])
         err = np.sqrt(np.einsum("bij,bij->b", cov, cov)) * np.sqrt(Z.shape[1]) * bound
         good = conv & (err < tol)

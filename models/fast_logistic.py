@@ -64,6 +64,7 @@ class Prepared:
     Zs: np.ndarray  # Z[order]
     A: np.ndarray  # (M+3, n) powers of the continuous column, sorted
     polys: np.ndarray
+    z_max: float  # max |z| over all rows: bounds every outcome's eligible rows
 
 
 def prepare(Z: np.ndarray) -> Prepared | None:
@@ -85,23 +86,22 @@ def prepare(Z: np.ndarray) -> Prepared | None:
     for j in range(1, ORDER + 3):
         np.multiply(A[j - 1], Zs[:, many[0]], out=A[j])
     return Prepared(many[0], np.insert(base_rest, many[0], 0.0, axis=1), order, bounds, Zs, A,
-                    _derivative_polys(ORDER))
+                    _derivative_polys(ORDER), float(np.abs(Z).max()))
 
 
-def moments(prep: Prepared, y: np.ndarray, w: np.ndarray, g0: np.ndarray) -> Moments:
-    """One outcome's moments at its null fit: a few passes over the rows."""
-    ys, ws = y[prep.order], w[prep.order]
+def moments(prep: Prepared, ys: np.ndarray, ws: np.ndarray, g0: np.ndarray) -> Moments:
+    """One outcome's moments at its null fit; ys, ws already in `prep.order`. A few
+    passes over the rows (the weight rides in the zeroth power, so it costs none)."""
     mu0 = expit(prep.Zs @ g0)
     mu_pow = np.empty((ORDER + 3, len(mu0)))
-    mu_pow[0] = 1.0
+    mu_pow[0] = ws
     for j in range(1, ORDER + 3):
         np.multiply(mu_pow[j - 1], mu0, out=mu_pow[j])
-    D = (prep.polys @ mu_pow) * ws  # (M+2, n)
     b = prep.bounds
-    Pm = np.stack([D[:, b[g]:b[g + 1]] @ prep.A[:, b[g]:b[g + 1]].T for g in range(len(prep.base))])
+    Pm = np.stack([prep.polys @ (mu_pow[:, b[g]:b[g + 1]] @ prep.A[:, b[g]:b[g + 1]].T)
+                   for g in range(len(prep.base))])
     G0 = prep.Zs.T @ (ws * (ys - mu0))
-    z_max = float(np.abs(prep.Zs[ws > 0]).max(initial=0.0))
-    return Moments(prep.cont, prep.base, Pm, G0, float(ws.sum()), z_max)
+    return Moments(prep.cont, prep.base, Pm, G0, float(ws.sum()), prep.z_max)
 
 
 def _taylor_terms(mo: Moments, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

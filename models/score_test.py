@@ -11,15 +11,17 @@ estimate U/V (SE 1/sqrt(V)) approximates the adjusted log odds ratio near the nu
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.stats import chi2
+from scipy.special import erfc
 
 from models.logistic import fit_batch
 
-SEPARATED = 15.0  # |null coefficient| beyond this: the covariates (nearly) separate the outcome
+WORKERS = min(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -49,19 +51,27 @@ def block_size(n_rows: int, budget_bytes: float = 256e6) -> int:
 def score_test(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> ScoreResult:
     """Score statistics of every column of E against every column of Y, adjusted for Z,
     on rows where M is true (M should already exclude rows with missing covariates)."""
-    Et = sp.csr_matrix(E.T, dtype=np.float64)
+    rows = M.any(axis=1)  # rows no outcome uses (e.g. the other split) cost nothing
+    Et = sp.csr_matrix((E[rows] if not rows.all() else E).T, dtype=np.float64)
+    Z, Y, M = Z[rows], Y[rows], M[rows]
     n_f, n_o, k = Et.shape[0], Y.shape[1], Z.shape[1]
     U, V = np.full((n_f, n_o), np.nan), np.full((n_f, n_o), np.nan)
     params, ok = np.zeros((n_o, k)), np.zeros(n_o, bool)
     step = block_size(Z.shape[0])
-    for lo in range(0, n_o, step):
-        cols = slice(lo, min(n_o, lo + step))
-        u, v, params[cols], ok[cols] = _score_block(Et, Z, Y[:, cols], M[:, cols])
-        U[:, cols], V[:, cols] = u, v
+    blocks = [slice(lo, min(n_o, lo + step)) for lo in range(0, n_o, step)]
+
+    def run(cols: slice) -> None:
+        U[:, cols], V[:, cols], params[cols], ok[cols] = _score_block(Et, Z, Y[:, cols], M[:, cols])
+
+    # scipy's sparse products and numpy's array passes release the GIL: two blocks at a
+    # time use both cores.
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        list(pool.map(run, blocks))
     with np.errstate(divide="ignore", invalid="ignore"):
         good = (V > 1e-12) & ok[None, :]
         stat = np.where(good, U * U / V, np.nan)
-        return ScoreResult(chi2.sf(stat, 1), np.where(good, U / V, np.nan),
+        # chi2(1) survival function as erfc(sqrt(x/2)): same value, ~10x cheaper than chi2.sf
+        return ScoreResult(erfc(np.sqrt(stat / 2)), np.where(good, U / V, np.nan),
                            np.where(good, 1 / np.sqrt(V), np.nan), params, ok)
 
 
@@ -71,7 +81,10 @@ def _score_block(
     m = Mb.astype(np.float64)
     y = (Yb & Mb).astype(np.float64)
     n_case, n_elig = y.sum(axis=0), m.sum(axis=0)
-    fit = fit_batch(Z, y, weights=m, max_iter=30, tol=1e-9)
+    prev = np.clip(n_case / np.maximum(n_elig, 1), 1e-6, 1 - 1e-6)
+    start = np.zeros((Yb.shape[1], Z.shape[1]))
+    start[:, 0] = np.log(prev / (1 - prev))  # intercept-only MLE: a few Newton steps saved
+    fit = fit_batch(Z, y, weights=m, start=start, max_iter=30, tol=1e-9)
     informative = (n_case > 0) & (n_case < n_elig)
     ok = informative & np.isfinite(fit.params).all(axis=1)
     mu = np.where(ok, fit.mu, 0.0)

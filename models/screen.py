@@ -24,14 +24,17 @@ _REL = 1.0 + 1e-7  # scipy.stats.fisher_exact's tolerance for "as extreme"
 
 def two_by_two(E: sp.spmatrix, Y: np.ndarray, M: np.ndarray) -> tuple[np.ndarray, ...]:
     """(a, n1, cases, n) as (features x outcomes) arrays: exposed cases, exposed, all
-    eligible cases and all eligible studies (the last two broadcast over features)."""
-    Et = sp.csr_matrix(E.T, dtype=np.float64)
-    ym = (Y & M).astype(np.float64)
-    m = M.astype(np.float64)
-    a = np.asarray(Et @ ym)
-    n1 = np.asarray(Et @ m)
-    cases = np.broadcast_to(ym.sum(axis=0), a.shape)
-    n = np.broadcast_to(m.sum(axis=0), a.shape)
+    eligible cases and all eligible studies (the last two broadcast over features).
+
+    Cases are sparse, and so is ineligibility once the rows no outcome uses (e.g. the
+    other split) are dropped: a = E'(Y & M) and n1 = E'1 - E'(~M) are sparse products."""
+    rows = M.any(axis=1)
+    Et = sp.csr_matrix(E[rows].T if not rows.all() else E.T, dtype=np.float64)
+    Mr, Yr = M[rows], Y[rows]
+    a = (Et @ sp.csc_matrix((Yr & Mr).astype(np.float64))).toarray()
+    n1 = np.asarray(Et.sum(axis=1)) - (Et @ sp.csc_matrix((~Mr).astype(np.float64))).toarray()
+    cases = np.broadcast_to((Yr & Mr).sum(axis=0).astype(np.float64), a.shape)
+    n = np.broadcast_to(Mr.sum(axis=0).astype(np.float64), a.shape)
     return a, n1, cases, n
 
 
