@@ -192,7 +192,7 @@ def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: Outcome
     sel_all = selected.merge(df[[*KEY, "score_log_or"]], on=KEY, how="left")
     for mod, sel in sel_all.groupby("modality"):
         E, M_adj, nulls = adj[str(mod)]
-        o = o_index.get_indexer(sel["outcome_id"])
+        o = o_index.get_indexer(pd.Index(sel["outcome_id"]))
         pairs = np.column_stack([sel["feature_id"].to_numpy(int), o])
         start = np.column_stack([nulls[o], sel["score_log_or"].to_numpy(np.float64)])
         res = fit_pairs(E, om.design, om.Y, M_adj, pairs, cfg.firth, start)

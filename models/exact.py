@@ -69,7 +69,8 @@ def _fit_chunk(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray, firth
     cases, n = y.sum(axis=0), W.sum(axis=0)
     zero = (a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases)
     res = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
-                        "exact_flag": np.where(zero, "separation (zero cell): no ML estimate", None)})
+                        "exact_flag": pd.Series(zero).map({True: "separation (zero cell): no ML estimate",
+                                                           False: None})})
     dead = (cases == 0) | (cases == n)
     res.loc[dead, "exact_flag"] = "outcome not estimable: no cases or no non-cases"
     fit_cols = np.flatnonzero((~zero | firth) & ~dead)
@@ -133,7 +134,8 @@ def adjusted_columns(df: pd.DataFrame, method: str) -> pd.DataFrame:
     log_or = df["adj_log_or"].where(exact, df["score_log_or"])
     se = df["adj_se"].where(exact, df["score_se"])
     out = df.assign(
-        adj_method=np.where(exact, method, np.where(df["score_p"].notna(), "score one-step", None)),
+        adj_method=pd.Series(method, index=df.index).where(
+            exact, pd.Series("score one-step", index=df.index).where(df["score_p"].notna())),
         adj_odds_ratio=np.exp(log_or),
         adj_or_ci_low=np.exp(log_or - Z95 * se),
         adj_or_ci_high=np.exp(log_or + Z95 * se),

@@ -91,7 +91,7 @@ def fit_batch(
     theta = np.zeros((B, p)) if start is None else np.array(start, np.float64, copy=True)
     converged = np.zeros(B, bool)
     for _ in range(max_iter):
-        mu, H, Hinv = _state(Z, Q, X, wt, theta)
+        mu, Hinv = _state(Z, Q, X, wt, theta)
         r = (Y - mu) * wt
         if firth:
             r = r + _hat_diag(Z, Q, X, mu * (1 - mu) * wt, Hinv) * (0.5 - mu)
@@ -102,20 +102,20 @@ def fit_batch(
         converged = np.max(np.abs(step), axis=1) < tol
         if converged.all():
             break
-    mu, _, Hinv = _state(Z, Q, X, wt, theta)
+    mu, Hinv = _state(Z, Q, X, wt, theta)
     return BatchFit(theta, Hinv, converged & np.isfinite(theta).all(axis=1), mu)
 
 
 def _state(
     Z: np.ndarray, Q: np.ndarray, X: np.ndarray | None, wt: np.ndarray, theta: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:
     k = Z.shape[1]
     eta = Z @ theta[:, :k].T
     if X is not None:
         eta += X * theta[:, k]
     mu = expit(eta)
     H = _information(Z, Q, X, mu * (1 - mu) * wt)
-    return mu, H, np.linalg.pinv(H, hermitian=True)
+    return mu, np.linalg.pinv(H, hermitian=True)
 
 
 def _gradient(Z: np.ndarray, X: np.ndarray | None, r: np.ndarray) -> np.ndarray:

@@ -86,7 +86,7 @@ def _score_block(
     start[:, 0] = np.log(prev / (1 - prev))  # intercept-only MLE: a few Newton steps saved
     fit = fit_batch(Z, y, weights=m, start=start, max_iter=30, tol=1e-9)
     informative = (n_case > 0) & (n_case < n_elig)
-    ok = informative & np.isfinite(fit.params).all(axis=1)
+    ok = informative & fit.converged
     mu = np.where(ok, fit.mu, 0.0)
     w = mu * (1 - mu) * m
     r = (y - mu) * m

@@ -72,12 +72,12 @@ def _cox_row(d: pd.DataFrame, ev_exp: int, min_events: int, flags: list[str]) ->
         flags.append(f"Cox not fitted: fewer than {min_events} events in a group")
         return nan
     summ = cox_fit(cov.astype(float), "time_days", "event", ["exposed", "age_years", "male"])
-    if summ is None or not np.isfinite(summ.loc["exposed", "coef"]):
+    vals = None if summ is None else summ.loc["exposed", ["exp(coef)", "exp(coef) lower 95%",
+                                                        "exp(coef) upper 95%", "p"]].to_numpy(np.float64)
+    if vals is None or not np.isfinite(vals[0]):
         flags.append("Cox did not converge")
         return nan
-    s = summ.loc["exposed"]
-    return {"hazard_ratio": float(s["exp(coef)"]), "hr_ci_low": float(s["exp(coef) lower 95%"]),
-            "hr_ci_high": float(s["exp(coef) upper 95%"]), "hr_p": float(s["p"])}
+    return dict(zip(["hazard_ratio", "hr_ci_low", "hr_ci_high", "hr_p"], map(float, vals), strict=True))
 
 
 def _logrank(d: pd.DataFrame) -> float:
@@ -131,17 +131,18 @@ def survival_hits(
     exposed: modality -> feature -> bool mask over om.study_ids; om: OutcomeMatrices."""
     rows, curves = [], []
     o_index = pd.Index(om.outcome_ids)
-    for h in hits.itertuples(index=False):
-        o = o_index.get_loc(h.outcome_id)
-        window = windows_days[h.outcome_id]
+    for h in hits.to_dict("records"):
+        o = o_index.get_loc(h["outcome_id"])
+        window = windows_days[h["outcome_id"]]
         for name in ("discovery", "validation"):
             m = om.M[:, o] & (split == name)
             d = pd.DataFrame({"time_days": om.T[m, o], "event": om.Y[m, o].astype(int),
-                              "exposed": exposed[h.modality][h.feature_id][m].astype(int),
+                              "exposed": exposed[h["modality"]][int(h["feature_id"])][m].astype(int),
                               "age_years": om.age[m], "male": om.male[m]})
-            key = {"modality": h.modality, "feature_id": h.feature_id, "outcome_id": h.outcome_id, "split": name}
+            key = {"modality": h["modality"], "feature_id": h["feature_id"], "outcome_id": h["outcome_id"],
+                   "split": name}
             summ, curve = survival_pair(d, window, min_events)
-            rows.append({**key, "rank": h.rank, "window_years": window / YEAR_DAYS, **summ})
+            rows.append({**key, "rank": h["rank"], "window_years": window / YEAR_DAYS, **summ})
             curves.append(curve.assign(**key))
     cols = ["modality", "feature_id", "outcome_id", "split"]
     summary = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*cols, "rank", "window_years", "n"])

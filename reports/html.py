@@ -34,8 +34,8 @@ from reports.context import (
     replicated_text,
     top_rows,
 )
-from reports.survival import survival_section
 from reports.feature_page import feature_html, footer_html
+from reports.survival import survival_section
 from reports.templates import esc, fixed2, integer, kv, missing, num, or_ci, page, pct, pval, td
 
 __all__ = ["page_name", "render_report"]
