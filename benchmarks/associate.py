@@ -102,7 +102,8 @@ def main() -> None:
     arr = screen_arrays(E, Z, Y, M, np.ones(a.studies, bool))
     q, q_adj = bh_qvalues(arr["p_value"].ravel()), bh_qvalues(arr["score_p"].ravel())
     t_screen = time.perf_counter() - t0
-    emit(event="screen", seconds=t_screen, cpu_seconds=time.process_time() - c0, pairs=int(arr["a"].size), tested=int(np.isfinite(arr["p_value"]).sum()),
+    emit(event="screen", seconds=t_screen, cpu_seconds=time.process_time() - c0,
+         pairs=int(arr["a"].size), tested=int(np.isfinite(arr["p_value"]).sum()),
          fdr_hits=int((q < 0.05).sum()), adjusted_fdr_hits=int((q_adj < 0.05).sum()))
     ex = exact_vs_statsmodels(E, Y, M, Z, arr, sample_pairs(arr, a.exact_pairs, a.seed))
     emit(event="exact", sampling="random pairs (about one per outcome)", **ex)

@@ -200,6 +200,8 @@ def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: Outcome
     cols = [*KEY, *EXACT_COLUMNS]
     fit = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(columns=cols)
     merged = df.merge(fit[cols], on=KEY, how="left")
+    num = ["adj_log_or", "adj_se", "adj_p_value"]
+    merged[num] = merged[num].astype(np.float64)  # object dtype when no pair was fitted
     merged["flag"] = _join_flags(merged["flag"], merged["exact_flag"])
     method = "firth logistic" if cfg.firth else "logistic"
     return adjusted_columns(merged, method).drop(columns=["exact_flag"])

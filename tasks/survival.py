@@ -36,6 +36,9 @@ def survival_fn(
         exposed = {m: _exposed_masks(store, ref, om.study_ids, hits[hits["modality"] == m])
                    for m, ref in cohorts.items()}
         summary, curves = survival_hits(hits, exposed, om, split, windows, cfg.min_events)
+        # No ranked pair means no rows: still a self-describing, empty table.
+        summary = summary if len(summary) else pd.DataFrame(columns=SURVIVAL.schema.names)
+        curves = curves if len(curves) else pd.DataFrame(columns=KM_CURVES.schema.names)
         w.write_table("data", summary, SURVIVAL)
         w.write_table("km_curves", curves, KM_CURVES)
 

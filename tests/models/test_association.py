@@ -90,3 +90,13 @@ def test_ranks_only_in_discovery_and_count_tested() -> None:
     for _, g in ranked.groupby("outcome_id"):
         assert sorted(g["rank"]) == list(range(1, len(g) + 1))
         assert (g.adj_or_ci_low.diff().dropna() <= 0).all()
+
+
+def test_no_pair_selected_for_exact_fits_still_gives_adjusted_columns() -> None:
+    om, E, split = _cohort()
+    E = sp.csc_matrix((E.shape[0], E.shape[1]))  # every cohort empty: nothing passes the screen
+    res = associate_splits({"image": (E, np.ones(E.shape[1], bool), np.ones(len(split), bool))}, om, split,
+                           AssociationConfig())
+    assert len(res) == E.shape[1] * len(om.outcome_ids) * 2
+    assert res["rank"].isna().all() and res["adj_log_or"].isna().all()
+    assert res["flag"].str.contains("cohort has no eligible studies").all()
