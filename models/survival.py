@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter, KaplanMeierFitter
-from lifelines.exceptions import ConvergenceError
+from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from lifelines.statistics import logrank_test
 
 YEAR_DAYS = 365.25
@@ -23,17 +23,24 @@ GROUPS = (("exposed", 1), ("unexposed", 0))
 
 
 def cox_fit(df: pd.DataFrame, duration: str, event: str, covariates: list[str]) -> pd.DataFrame | None:
-    """lifelines CoxPH (Efron ties) summary, or None when it cannot be fitted."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            # lifelines' default stopping rule leaves ~1e-6 in the coefficients; R's coxph
-            # iterates further, and so do we.
-            cph = CoxPHFitter().fit(df[[duration, event, *covariates]], duration, event,
-                                    fit_options={"precision": 1e-12})
-        except (ConvergenceError, np.linalg.LinAlgError, ValueError):
-            return None
-    return cph.summary
+    """lifelines CoxPH (Efron ties) summary, or None when it cannot be fitted.
+
+    lifelines' Newton steps can overshoot on small, strongly associated groups and stop
+    with a ConvergenceWarning at a wrong point; such a fit is retried with smaller steps
+    and dropped (None) if it still does not converge. Precision 1e-12: lifelines' default
+    stopping rule leaves ~1e-6 in the coefficients; R's coxph iterates further."""
+    data = df[[duration, event, *covariates]]
+    for step in (0.95, 0.1):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                cph = CoxPHFitter().fit(data, duration, event,
+                                        fit_options={"precision": 1e-12, "step_size": step, "max_steps": 500})
+            except (ConvergenceError, np.linalg.LinAlgError, ValueError):
+                continue
+        if not any(issubclass(w.category, ConvergenceWarning) for w in caught):
+            return cph.summary
+    return None
 
 
 def km_at(time: np.ndarray, event: np.ndarray, t: float) -> tuple[float, float, float]:

@@ -79,3 +79,79 @@ def test_lung_cox_matches_published_r_values() -> None:
     assert summ.loc["sex", "coef"] == pytest.approx(-0.513219, abs=5e-7)
     assert summ.loc["age", "se(coef)"] == pytest.approx(0.009223, abs=5e-7)
     assert summ.loc["sex", "se(coef)"] == pytest.approx(0.167458, abs=5e-7)
+
+
+def test_cox_small_strongly_associated_group_matches_reference() -> None:
+    """A small exposed group with most events (where Newton steps overshoot easily) agrees
+    with an independent damped-Newton partial-likelihood fit."""
+    rng = np.random.default_rng(5)
+    n = 985
+    exposed = (np.arange(n) < 98).astype(int)
+    age = rng.normal(62, 10, n)
+    male = (rng.uniform(size=n) < 0.5).astype(float)
+    t_event = rng.exponential(np.where(exposed == 1, 5000.0, 150000.0))
+    d = pd.DataFrame({"time_days": np.minimum(t_event, 1461.0), "event": (t_event <= 1461.0).astype(int),
+                      "exposed": exposed, "age_years": age, "male": male})
+    row, _ = survival_pair(d, 1461.0, min_events=2)
+    ref = _cox_reference(d["time_days"].to_numpy(), d["event"].to_numpy(),
+                         d[["exposed", "age_years", "male"]].to_numpy(float))
+    assert d.loc[d.exposed == 0, "event"].sum() >= 3 and row["flag"] is None
+    assert np.log(row["hazard_ratio"]) == pytest.approx(ref[0], rel=1e-5)
+
+
+def _cox_reference(t: np.ndarray, e: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Damped Newton on the Cox partial likelihood (distinct times: no tie correction)."""
+    order = np.argsort(-t)
+    e, X = e[order], X[order] - X.mean(axis=0)
+
+    def parts(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        r = np.exp(X @ b)
+        s0 = np.cumsum(r)
+        s1 = np.cumsum(r[:, None] * X, axis=0)
+        s2 = np.cumsum(r[:, None, None] * X[:, :, None] * X[:, None, :], axis=0)
+        ev = e == 1
+        ll = float(np.sum((X @ b)[ev] - np.log(s0[ev])))
+        xbar = s1[ev] / s0[ev, None]
+        grad = (X[ev] - xbar).sum(axis=0)
+        info = (s2[ev] / s0[ev, None, None] - xbar[:, :, None] * xbar[:, None, :]).sum(axis=0)
+        return ll, grad, info
+
+    b = np.zeros(X.shape[1])
+    for _ in range(100):
+        ll, grad, info = parts(b)
+        step = np.linalg.solve(info, grad)
+        while parts(b + step)[0] < ll - 1e-12:
+            step /= 2
+        b = b + step
+        if np.abs(step).max() < 1e-12:
+            break
+    return b
+
+
+def test_cox_retries_after_a_convergence_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """lifelines can stop with a ConvergenceWarning at a wrong point (seen on the demo):
+    such a fit is never used; a smaller step size is tried, and if that fails too, None."""
+    import warnings
+    from typing import ClassVar
+
+    from lifelines import CoxPHFitter
+    from lifelines.exceptions import ConvergenceWarning
+
+    import models.survival as surv
+
+    class Flaky(CoxPHFitter):  # type: ignore[misc]
+        fail_steps: ClassVar[set[float]] = {0.95}
+
+        def fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            out = super().fit(*args, **kwargs)
+            if kwargs["fit_options"]["step_size"] in self.fail_steps:
+                warnings.warn("Newton-Raphson failed to converge sufficiently", ConvergenceWarning, stacklevel=2)
+            return out
+
+    monkeypatch.setattr(surv, "CoxPHFitter", Flaky)
+    d = _pairs_data(4)
+    summ = surv.cox_fit(d, "time_days", "event", ["exposed", "age_years", "male"])
+    ref = PHReg(d["time_days"], d[["exposed", "age_years", "male"]].to_numpy(), status=d["event"]).fit()
+    assert summ is not None and summ.loc["exposed", "coef"] == pytest.approx(ref.params[0], rel=1e-5)
+    Flaky.fail_steps = {0.95, 0.1}
+    assert surv.cox_fit(d, "time_days", "event", ["exposed", "age_years", "male"]) is None
