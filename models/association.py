@@ -79,9 +79,11 @@ def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: in
     return E
 
 
-def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, cov_ok: np.ndarray) -> dict:
+def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, cov_ok: np.ndarray,
+                  with_moments: bool = True) -> dict:
     """Crude 2x2 statistics and the adjusted score test of every pair, (features x
-    outcomes) arrays. M is the eligibility of this analysis (e.g. one split)."""
+    outcomes) arrays. M is the eligibility of this analysis (e.g. one split). Also the
+    per-outcome null coefficients and (with_moments) null-fit moments the exact fits reuse."""
     a, n1, cases, n = two_by_two(E, Y, M)
     b, c = n1 - a, cases - a
     d = n - n1 - c
@@ -90,12 +92,12 @@ def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, c
     p = np.full(a.shape, np.nan)
     p[informative] = fisher_exact_2sided(a[informative], n1[informative], cases[informative], n[informative])
     adj = M & cov_ok[:, None]
-    score = score_test(E, Z, Y, adj)
+    score = score_test(E, Z, Y, adj, with_moments)
     return {"a": a, "n1": n1, "cases": cases, "n": n, "b": b, "c": c, "d": d,
             "odds_ratio": or_, "or_ci_low": lo, "or_ci_high": hi, "corrected": corrected,
             "informative": informative, "p_value": p, "score_p": score.p, "score_log_or": score.log_or,
             "score_se": score.se, "null_ok": np.broadcast_to(score.null_ok, a.shape),
-            "null_params": score.null_params,
+            "null_params": score.null_params, "moments": score.moments,
             "n_adjusted": np.broadcast_to(adj.sum(axis=0), a.shape)}
 
 
@@ -106,7 +108,7 @@ def screen_frame(arr: dict, testable: np.ndarray, outcome_ids: list[str], cfg: A
     def flat(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(x).T).ravel()
 
-    f = {k: flat(v) for k, v in arr.items() if k != "null_params"}
+    f = {k: flat(v) for k, v in arr.items() if k not in ("null_params", "moments")}
     test = np.tile(testable, n_o)
     tested = test & f["informative"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -172,7 +174,7 @@ def associate_splits(
         parts, nulls = [], {}
         for mod, (E, testable, encoded) in sorted(exposures.items()):
             arr = screen_arrays(E, Z, om.Y, om.M & in_split & encoded[:, None], cov_ok)
-            nulls[mod] = arr["null_params"]
+            nulls[mod] = (arr["null_params"], arr["moments"])
             parts.append(screen_frame(arr, testable, om.outcome_ids, cfg).assign(modality=mod))
         df = add_multiplicity(pd.concat(parts, ignore_index=True)).assign(split=name)
         if selected is None:
@@ -186,16 +188,16 @@ def associate_splits(
 def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: OutcomeMatrices,
                 cfg: AssociationConfig) -> pd.DataFrame:
     """Exact fits of the selected pairs; adj: modality -> (E, rows of the adjusted
-    analysis per outcome, null coefficients per outcome)."""
+    analysis per outcome, (null coefficients, null-fit moments) per outcome)."""
     fits = []
     o_index = pd.Index(om.outcome_ids)
     sel_all = selected.merge(df[[*KEY, "score_log_or"]], on=KEY, how="left")
     for mod, sel in sel_all.groupby("modality"):
-        E, M_adj, nulls = adj[str(mod)]
+        E, M_adj, (nulls, moms) = adj[str(mod)]
         o = o_index.get_indexer(pd.Index(sel["outcome_id"]))
         pairs = np.column_stack([sel["feature_id"].to_numpy(int), o])
         start = np.column_stack([nulls[o], sel["score_log_or"].to_numpy(np.float64)])
-        res = fit_pairs(E, om.design, om.Y, M_adj, pairs, cfg.firth, start)
+        res = fit_pairs(E, om.design, om.Y, M_adj, pairs, cfg.firth, start, moms)
         fits.append(pd.concat([sel[KEY].reset_index(drop=True), res], axis=1))
     cols = [*KEY, *EXACT_COLUMNS]
     fit = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(columns=cols)

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from scipy.stats import norm
 
 from data_contracts.config import AssociationConfig
-from models.fast_logistic import Prepared, fit_exposed, moments, prepare
+from models.fast_logistic import Moments, Prepared, fit_exposed, moments, prepare
 from models.logistic import fit_batch
 from models.screen import Z95
 
@@ -36,20 +36,25 @@ def select_pairs(df: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
 
 def fit_pairs(
     E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pairs: np.ndarray, firth: bool,
-    start: np.ndarray | None = None,
+    start: np.ndarray | None = None, moments_given: list[Moments | None] | None = None,
 ) -> pd.DataFrame:
     """Fit every (feature, outcome) index pair in `pairs` (k x 2) on the rows where M is
     true (M must exclude missing covariates). Pairs of different outcomes share a batch:
     a row outside an outcome's analysis gets prior weight 0. `start` (k x p), e.g. the
-    null model plus the score test's one-step estimate, saves Newton iterations.
+    null model plus the score test's one-step estimate, saves Newton iterations;
+    `moments_given` (per outcome, from the screen's null fits on the same rows) saves the
+    fast path its one pass over the rows per outcome.
     Returns COLUMNS in the order of `pairs`."""
     out = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
                         "exact_flag": None}, index=range(len(pairs)))
     Ecsc = sp.csc_matrix(E)
     order = np.argsort(pairs[:, 1], kind="stable") if len(pairs) else np.arange(0)
-    prep = prepare(Z) if start is not None and not firth and len(pairs) else None
-    if prep is not None and start is not None:
-        fast, done = fast_pairs(Ecsc, Z, Y, M, pairs, start, prep)
+    fast_ok = start is not None and not firth and len(pairs) > 0
+    given = moments_given if moments_given is not None and all(
+        moments_given[o] is not None for o in np.unique(pairs[:, 1])) else None
+    prep = prepare(Z) if fast_ok and given is None else None
+    if start is not None and fast_ok and (prep is not None or given is not None):
+        fast, done = fast_pairs(Ecsc, Z, Y, M, pairs, start, prep, given)
         out.loc[done, COLUMNS] = fast.loc[done, COLUMNS].to_numpy()
         order = order[~done[order]]
     for lo in range(0, len(order), BATCH):
@@ -90,31 +95,32 @@ def _fit_chunk(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray, firth
 
 def fast_pairs(
     E: sp.csc_matrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pairs: np.ndarray, start: np.ndarray,
-    prep: Prepared, tol: float = 1e-9,
+    prep: Prepared | None, given: list[Moments | None] | None = None, tol: float = 1e-9,
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Fits through models/fast_logistic.py; `done` marks the pairs whose truncation bound
     guarantees |error| < tol in every coefficient (the rest go to the direct fit)."""
     out = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
                         "exact_flag": None}, index=range(len(pairs)))
     done = np.zeros(len(pairs), bool)
-    outs = np.unique(pairs[:, 1])
-    # One gather puts every needed outcome column in group order, column-contiguous.
-    Ys = np.asfortranarray(Y[:, outs][prep.order], dtype=np.float64)
-    Ws = np.asfortranarray(M[:, outs][prep.order], dtype=np.float64)
-    for col, o in enumerate(outs):
+    for o in np.unique(pairs[:, 1]):
         idx = np.flatnonzero(pairs[:, 1] == o)
-        w, y = M[:, o].astype(bool), Y[:, o]
+        w, y = M[:, o].astype(bool), Y[:, o].astype(bool)
         g0 = start[idx[0], : Z.shape[1]]
         rows = [E.indices[E.indptr[f]:E.indptr[f + 1]] for f in pairs[idx, 0]]
         rows = [r[w[r]] for r in rows]
-        cases, n = Ys[:, col] @ Ws[:, col], Ws[:, col].sum()
+        cases, n = float((y & w).sum()), float(w.sum())
         a = np.array([y[r].sum() for r in rows], dtype=np.float64)
         n1 = np.array([len(r) for r in rows], dtype=np.float64)
         ok = ~((a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases))
         if not ok.any():
             continue
         idx, rows = idx[ok], [r for r, k in zip(rows, ok, strict=True) if k]
-        mo = moments(prep, Ys[:, col], Ws[:, col], g0)
+        mo = given[o] if given is not None else None
+        if mo is None:
+            if prep is None:
+                continue
+            ws = w[prep.order].astype(np.float64)
+            mo = moments(prep, y[prep.order] * ws, ws, g0)
         theta, cov, conv, bound = fit_exposed(mo, [Z[r] for r in rows], [y[r].astype(np.float64) for r in rows],
                                               [Z[r] @ g0 for r in rows], start[idx, -1])
         err = np.sqrt(np.einsum("bij,bij->b", cov, cov)) * np.sqrt(Z.shape[1]) * bound

@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import erfc
 
+from models.fast_logistic import Moments, moments, prepare
 from models.logistic import fit_batch
 
 WORKERS = min(2, os.cpu_count() or 1)
@@ -31,6 +32,7 @@ class ScoreResult:
     se: np.ndarray
     null_params: np.ndarray  # (outcomes, k) per-outcome null coefficients on Z
     null_ok: np.ndarray  # (outcomes,) null model converged with cases and non-cases
+    moments: list[Moments | None] | None = None  # per outcome, for the exact fits (fast_logistic)
 
 
 def covariate_design(age: np.ndarray, male: np.ndarray) -> np.ndarray:
@@ -48,9 +50,13 @@ def block_size(n_rows: int, budget_bytes: float = 256e6) -> int:
     return int(max(1, min(512, budget_bytes // max(1, n_rows * 8 * 6))))
 
 
-def score_test(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> ScoreResult:
+def score_test(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, with_moments: bool = False
+               ) -> ScoreResult:
     """Score statistics of every column of E against every column of Y, adjusted for Z,
-    on rows where M is true (M should already exclude rows with missing covariates)."""
+    on rows where M is true (M should already exclude rows with missing covariates).
+
+    with_moments: also keep each outcome's null-fit moments (models/fast_logistic.py), so
+    the exact fits of that outcome's pairs need no further pass over the rows."""
     rows = M.any(axis=1)  # rows no outcome uses (e.g. the other split) cost nothing
     Et = sp.csr_matrix((E[rows] if not rows.all() else E).T, dtype=np.float64)
     Z, Y, M = Z[rows], Y[rows], M[rows]
@@ -60,8 +66,16 @@ def score_test(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> S
     step = block_size(Z.shape[0])
     blocks = [slice(lo, min(n_o, lo + step)) for lo in range(0, n_o, step)]
 
+    prep = prepare(Z) if with_moments else None
+    moms: list[Moments | None] = [None] * n_o
+
     def run(cols: slice) -> None:
         U[:, cols], V[:, cols], params[cols], ok[cols] = _score_block(Et, Z, Y[:, cols], M[:, cols])
+        if prep is not None:
+            Ms = np.asfortranarray(M[:, cols][prep.order], dtype=np.float64)
+            Ys = np.asfortranarray(Y[:, cols][prep.order], dtype=np.float64) * Ms
+            for j, o in enumerate(range(cols.start, cols.stop)):
+                moms[o] = moments(prep, Ys[:, j], Ms[:, j], params[o]) if ok[o] else None
 
     # scipy's sparse products and numpy's array passes release the GIL: two blocks at a
     # time use both cores.
@@ -72,7 +86,7 @@ def score_test(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> S
         stat = np.where(good, U * U / V, np.nan)
         # chi2(1) survival function as erfc(sqrt(x/2)): same value, ~10x cheaper than chi2.sf
         return ScoreResult(erfc(np.sqrt(stat / 2)), np.where(good, U / V, np.nan),
-                           np.where(good, 1 / np.sqrt(V), np.nan), params, ok)
+                           np.where(good, 1 / np.sqrt(V), np.nan), params, ok, moms if prep else None)
 
 
 def _score_block(

@@ -51,6 +51,18 @@ def test_common_exposure_falls_back_to_direct_fit() -> None:
         assert abs(b - _statsmodels(Z, E, Y, M, f, o).params[-1]) < 1e-8
 
 
+def test_moments_from_the_screen_give_the_same_exact_fits() -> None:
+    from models.score_test import score_test
+
+    Z, E, Y, M, pairs, _ = _setup(rate=0.01, seed=2)
+    sc = score_test(E, Z, Y, M, with_moments=True)
+    assert sc.moments is not None and all(m is not None for m in sc.moments)
+    start = np.column_stack([sc.null_params[pairs[:, 1]], np.zeros(len(pairs))])
+    reused = fit_pairs(E, Z, Y, M, pairs, firth=False, start=start, moments_given=sc.moments)
+    for (f, o), b in zip(pairs, reused["adj_log_or"], strict=True):
+        assert abs(b - _statsmodels(Z, E, Y, M, f, o).params[-1]) < 1e-8
+
+
 def test_design_without_one_continuous_column_is_declined() -> None:
     Z = np.column_stack([np.ones(100), np.arange(100) % 2, np.arange(100) % 3])
     assert prepare(Z) is None
