@@ -213,9 +213,34 @@ class OutcomeSettings(_Strict):
 
 
 class AssociationConfig(_Strict):
+    """Screen every pair (2x2 + age/sex-adjusted score test), confirm the ones that pass with
+    exact adjusted logistic fits, rank within (modality, outcome) in the discovery split and
+    check replication in the validation split.
+
+    Ranked (discovery): adjusted q < alpha (BH over the score-test p of every discovery
+    test) and at least `min_exposed_cases` exposed cases; `rank_key` orders them
+    (adj_or_ci_low: lower 95% bound of the adjusted OR, exact fit where there is one).
+    Replicated: ranked in discovery, and in validation the adjusted log-OR has the same
+    sign with adjusted p < `replication_p`."""
+
     alpha: float = Field(0.05, gt=0, lt=1)  # BH false discovery rate for ranking
-    min_exposed_cases: int = Field(3, ge=0)
-    rank_key: Literal["or_ci_low", "odds_ratio", "p_value"] = "or_ci_low"
+    min_exposed_cases: int = Field(3, ge=0)  # fewer exposed cases: flagged and not ranked
+    min_cell_count: int = Field(1, ge=0)  # any 2x2 cell below: flagged (never dropped)
+    rank_key: Literal["adj_or_ci_low", "adj_odds_ratio", "adj_p_value", "or_ci_low"] = "adj_or_ci_low"
+    exact_select: Literal["q", "top"] = "q"  # exact fits for q < alpha, or the top M by score p
+    exact_top_m: int = Field(20, ge=1)  # with exact_select=top; with q: a cap per outcome
+    firth: bool = False  # Firth penalised logistic for the exact fits (rare outcomes)
+    split_frac: float = Field(0.5, gt=0, lt=1)  # share of patients in discovery
+    split_seed: int = 0
+    replication_p: float = Field(0.05, gt=0, lt=1)
+
+
+class SurvivalConfig(_Strict):
+    """Time-to-event confirmation of the `top_per_outcome` ranked pairs per (modality,
+    outcome), computed in both splits."""
+
+    top_per_outcome: int = Field(3, ge=0)
+    min_events: int = Field(2, ge=1)  # per group, else the Cox fit is flagged, not run
 
 
 class InterpretConfig(_Strict):
@@ -252,6 +277,7 @@ class RunConfig(_Strict):
     cohort: CohortConfig = CohortConfig()
     outcome_settings: OutcomeSettings = OutcomeSettings()
     association: AssociationConfig = AssociationConfig()
+    survival: SurvivalConfig = SurvivalConfig()
     interpretation: InterpretConfig = InterpretConfig()
     report: ReportConfig = ReportConfig()
     report_dir: Path | None = None  # where the HTML report is published; default <store>/../report

@@ -196,7 +196,7 @@ COHORTS = Contract(
 
 OUTCOME_LABELS = Contract(
     name="outcome_labels",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("study_id", pa.string(), nullable=False),
@@ -218,30 +218,97 @@ OUTCOME_LABELS = Contract(
 
 ASSOCIATIONS = Contract(
     name="associations",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("modality", pa.string(), nullable=False),
             pa.field("feature_id", pa.int32(), nullable=False),
             pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),  # discovery | validation (by patient)
             pa.field("n_exposed", pa.int64(), nullable=False),
             pa.field("n_exposed_cases", pa.int64(), nullable=False),
             pa.field("n_unexposed", pa.int64(), nullable=False),
             pa.field("n_unexposed_cases", pa.int64(), nullable=False),
             pa.field("p_outcome_exposed", pa.float64()),
             pa.field("p_outcome_baseline", pa.float64()),  # over all eligible studies
-            pa.field("odds_ratio", pa.float64()),
-            pa.field("or_ci_low", pa.float64()),
+            pa.field("odds_ratio", pa.float64()),  # crude; Haldane +0.5 only for zero cells
+            pa.field("or_ci_low", pa.float64()),  # Woolf 95%
             pa.field("or_ci_high", pa.float64()),
-            pa.field("p_value", pa.float64()),
-            pa.field("q_value", pa.float64()),
-            pa.field("rank", pa.int32()),  # within (modality, outcome); null when not ranked
+            pa.field("p_value", pa.float64()),  # Fisher exact, two-sided
+            pa.field("q_value", pa.float64()),  # BH over every Fisher test of the split
+            pa.field("p_bonferroni", pa.float64()),
+            pa.field("n_adjusted", pa.int64()),  # eligible studies with age and sex
+            pa.field("score_p", pa.float64()),  # age+sex adjusted score test
+            pa.field("score_q", pa.float64()),  # BH over every score test of the split
+            pa.field("score_log_or", pa.float64()),  # one-step estimate U/V
+            pa.field("score_se", pa.float64()),
+            pa.field("adj_method", pa.string()),  # logistic | firth logistic | score one-step
+            pa.field("adj_log_or", pa.float64()),
+            pa.field("adj_odds_ratio", pa.float64()),  # outcome ~ cohort + age + sex
+            pa.field("adj_or_ci_low", pa.float64()),  # Wald 95%
+            pa.field("adj_or_ci_high", pa.float64()),
+            pa.field("adj_p_value", pa.float64()),
+            pa.field("rank", pa.int32()),  # discovery only, within (modality, outcome)
             pa.field("n_ranked", pa.int32()),
             pa.field("n_tested", pa.int32()),
+            pa.field("replicated", pa.bool_()),  # null for pairs not ranked in discovery
             pa.field("flag", pa.string()),
         ]
     ),
-    required=("modality", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases"),
+    required=("modality", "feature_id", "outcome_id", "split", "n_exposed", "n_exposed_cases"),
+)
+
+SURVIVAL = Contract(
+    name="survival",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("rank", pa.int32()),  # discovery rank of the pair
+            pa.field("window_years", pa.float64(), nullable=False),
+            pa.field("n", pa.int64(), nullable=False),
+            pa.field("n_exposed", pa.int64(), nullable=False),
+            pa.field("n_events", pa.int64(), nullable=False),
+            pa.field("n_exposed_events", pa.int64(), nullable=False),
+            pa.field("hazard_ratio", pa.float64()),  # Cox, adjusted for age and sex
+            pa.field("hr_ci_low", pa.float64()),
+            pa.field("hr_ci_high", pa.float64()),
+            pa.field("hr_p", pa.float64()),
+            pa.field("cuminc_exposed", pa.float64()),  # Kaplan-Meier 1 - S(window)
+            pa.field("cuminc_exposed_low", pa.float64()),
+            pa.field("cuminc_exposed_high", pa.float64()),
+            pa.field("cuminc_unexposed", pa.float64()),
+            pa.field("cuminc_unexposed_low", pa.float64()),
+            pa.field("cuminc_unexposed_high", pa.float64()),
+            pa.field("logrank_p", pa.float64()),
+            pa.field("flag", pa.string()),
+        ]
+    ),
+    required=("modality", "feature_id", "outcome_id", "split", "n"),
+)
+
+KM_CURVES = Contract(
+    name="km_curves",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("group", pa.string(), nullable=False),  # exposed | unexposed
+            pa.field("time_days", pa.float64(), nullable=False),
+            pa.field("cum_incidence", pa.float64(), nullable=False),
+            pa.field("ci_low", pa.float64()),
+            pa.field("ci_high", pa.float64()),
+            pa.field("n_at_risk", pa.int64(), nullable=False),  # durations >= time_days
+            pa.field("year", pa.int32()),  # set on the yearly marks: the at-risk table
+        ]
+    ),
+    required=("modality", "feature_id", "outcome_id", "split", "group", "time_days", "cum_incidence"),
 )
 
 INTERPRETATIONS = Contract(
@@ -282,6 +349,8 @@ ALL_CONTRACTS: dict[str, Contract] = {
         COHORTS,
         OUTCOME_LABELS,
         ASSOCIATIONS,
+        SURVIVAL,
+        KM_CURVES,
         INTERPRETATIONS,
     )
 }

@@ -20,6 +20,7 @@ from tasks.lineage import record_run
 from tasks.outcomes import label_outcomes
 from tasks.report import publish, render
 from tasks.sae import activations, select, trainer_for
+from tasks.survival import survival
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,12 @@ class RunResult:
     events: ArtifactRef
     outcome_labels: ArtifactRef
     associations: ArtifactRef
+    survival: ArtifactRef
     report: ArtifactRef
     modalities: dict[str, ModalityRefs] = field(default_factory=dict)
 
     def artifacts(self) -> list[ArtifactRef]:
-        core = [self.studies, self.events, self.outcome_labels, self.associations, self.report]
+        core = [self.studies, self.events, self.outcome_labels, self.associations, self.survival, self.report]
         return artifact_refs(core, self.modalities)
 
 
@@ -78,13 +80,15 @@ def discovery(config_path: str) -> RunResult:
     assoc = associate(
         root, {k: (r.embeddings, r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, cfg.association
     )
+    surv = survival(root, labels, assoc, {k: r.cohorts for k, r in mods.items()}, str(cfg.inputs.outcomes),
+                    cfg.survival, cfg.association)
     report = render(
         root, studies, labels, assoc,
         {k: (r.feature_stats, r.cohorts, r.interpretations) for k, r in mods.items()},
-        str(cfg.inputs.outcomes), cfg.report, cfg.name,
+        str(cfg.inputs.outcomes), cfg.report, cfg.name, surv,
     )
     index = publish(root, report, str(cfg.report_dir))
-    produced = artifact_refs([studies, events, labels, assoc, report], mods)
+    produced = artifact_refs([studies, events, labels, assoc, surv, report], mods)
     run_id = str(flow_run.get_id() or "local")
     record = record_run(root, run_id, produced, {"config": str(config_path), "name": cfg.name})
-    return RunResult(root, record, index, studies, events, labels, assoc, report, mods)
+    return RunResult(root, record, index, studies, events, labels, assoc, surv, report, mods)

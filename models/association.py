@@ -1,138 +1,214 @@
-"""Feature x outcome association (first form): 2x2 tables over all pairs at once.
+"""Feature x outcome associations: screen every pair, confirm the ones that pass.
 
-For each outcome, the eligible studies are split into a feature's exposed cohort and the
-rest. Counts come from one sparse product (cohort matrix x outcome vector), so all pairs
-are tabulated together. Per pair: P(outcome | cohort) vs the baseline over all eligible
-studies, odds ratio (Haldane +0.5 only when a cell is zero) with a Woolf 95% CI, two-sided
-Fisher exact p, Benjamini-Hochberg q over every test in the run, and a rank per
-(modality, outcome).
-
-Ranking key (documented, configurable): by default the lower 95% CI bound of the odds
-ratio, among pairs with q < alpha and at least `min_exposed_cases` exposed cases. The lower
-bound prefers effects that are both large and well supported over tiny noisy cohorts.
+Per split (discovery, validation; patients never in both) and per modality:
+1. crude screen of every pair: 2x2 counts, P(outcome | cohort) vs baseline, odds ratio
+   (Haldane +0.5 only for tables with a zero cell) with Woolf CI, two-sided Fisher p;
+2. age+sex-adjusted score test of every pair (models/score_test.py);
+3. BH q and Bonferroni over every test of the split (all modalities and outcomes);
+4. exact adjusted logistic fits (outcome ~ cohort + age + sex; Firth as an option) for
+   the pairs selected in discovery, fitted in both splits (models/exact.py);
+5. rank and replication (models/ranking.py).
+Pairs below the minimum counts, outcomes without cases and the like are flagged in the
+row, never dropped.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import fisher_exact
 
 from data_contracts.config import AssociationConfig
+from models.exact import COLUMNS as EXACT_COLUMNS
+from models.exact import adjusted_columns, fit_pairs, select_pairs
+from models.ranking import KEY, add_multiplicity, rank_discovery, replication
+from models.score_test import covariate_design, score_test
+from models.screen import fisher_exact_2sided, odds_ratio_woolf, two_by_two
+from models.split import DISCOVERY, VALIDATION
 
-Z95 = 1.959963984540054
+
+@dataclass(frozen=True)
+class OutcomeMatrices:
+    """Labels as (studies x outcomes) arrays; one row per labelled study."""
+
+    study_ids: np.ndarray
+    subject_ids: np.ndarray
+    outcome_ids: list[str]
+    Y: np.ndarray  # event, bool
+    M: np.ndarray  # eligible, bool
+    T: np.ndarray  # time_days, float
+    age: np.ndarray  # years at index, NaN when birth is unknown
+    male: np.ndarray  # 1 / 0, NaN when sex is unknown
+
+    @property
+    def has_covariates(self) -> np.ndarray:
+        return np.isfinite(self.age) & np.isfinite(self.male)
+
+    @property
+    def design(self) -> np.ndarray:
+        return covariate_design(self.age, self.male)
+
+
+def outcome_matrices(labels: pd.DataFrame) -> OutcomeMatrices:
+    """Pivot OUTCOME_LABELS rows into dense per-study arrays."""
+    studies = labels.drop_duplicates("study_id").sort_values("study_id")
+    sid = pd.Index(studies["study_id"])
+    outcomes = sorted(labels["outcome_id"].unique())
+    r = sid.get_indexer(labels["study_id"])
+    c = pd.Index(outcomes).get_indexer(labels["outcome_id"])
+    shape = (len(sid), len(outcomes))
+    Y, M, T = np.zeros(shape, bool), np.zeros(shape, bool), np.full(shape, np.nan)
+    Y[r, c] = labels["event"].to_numpy(bool)
+    M[r, c] = labels["eligible"].to_numpy(bool)
+    T[r, c] = pd.to_numeric(labels["time_days"], errors="coerce").to_numpy(np.float64)
+    age = pd.to_numeric(studies["age_years"], errors="coerce").to_numpy(np.float64)
+    male = studies["sex"].map({"M": 1.0, "F": 0.0}).astype(float).to_numpy()
+    return OutcomeMatrices(sid.to_numpy(), studies["subject_id"].to_numpy(), outcomes, Y, M, T, age, male)
 
 
 def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: int) -> sp.csc_matrix:
-    """Boolean (studies x features) matrix from exposed cohort rows (feature_id, study_id)."""
+    """Binary (studies x features) matrix from exposed cohort rows (feature_id, study_id)."""
     pos = pd.Index(study_ids).get_indexer(exposed["study_id"])
     keep = pos >= 0
     data = np.ones(int(keep.sum()), dtype=np.float64)
-    return sp.csc_matrix(
-        (data, (pos[keep], exposed["feature_id"].to_numpy()[keep])), shape=(len(study_ids), n_features)
-    )
+    E = sp.csc_matrix((data, (pos[keep], exposed["feature_id"].to_numpy()[keep])),
+                      shape=(len(study_ids), n_features))
+    E.data[:] = 1.0  # duplicate rows must not count twice
+    return E
 
 
-def odds_ratio_woolf(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Odds ratio ad/bc with Woolf CI; +0.5 to all four cells of tables with a zero cell.
-    Returns (or, ci_low, ci_high, corrected_mask)."""
-    a, b, c, d = (np.asarray(v, dtype=np.float64) for v in (a, b, c, d))
-    zero = (a == 0) | (b == 0) | (c == 0) | (d == 0)
-    a, b, c, d = (np.where(zero, v + 0.5, v) for v in (a, b, c, d))
-    log_or = np.log(a) + np.log(d) - np.log(b) - np.log(c)
-    se = np.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
-    return np.exp(log_or), np.exp(log_or - Z95 * se), np.exp(log_or + Z95 * se), zero
-
-
-def bh_qvalues(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values; NaN p stay NaN and are not counted as tests."""
-    p = np.asarray(p, dtype=np.float64)
-    q = np.full_like(p, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    if len(ok) == 0:
-        return q
-    order = ok[np.argsort(p[ok], kind="mergesort")]
-    m = len(order)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
-    return q
-
-
-def screen_outcome(
-    X: sp.spmatrix, eligible: np.ndarray, event: np.ndarray, testable: np.ndarray, cfg: AssociationConfig
-) -> pd.DataFrame:
-    """2x2 statistics of every feature against one outcome (rows ordered by feature id)."""
-    Xe = X[eligible]
-    y = event[eligible].astype(np.float64)
-    n_elig, n_cases = int(eligible.sum()), float(y.sum())
-    n1 = np.asarray(Xe.sum(axis=0)).ravel()
-    a = Xe.T @ y
-    b, c = n1 - a, n_cases - a
-    d = (n_elig - n1) - c
+def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, cov_ok: np.ndarray,
+                  with_moments: bool = True) -> dict:
+    """Crude 2x2 statistics and the adjusted score test of every pair, (features x
+    outcomes) arrays. M is the eligibility of this analysis (e.g. one split). Also the
+    per-outcome null coefficients and (with_moments) null-fit moments the exact fits reuse."""
+    a, n1, cases, n = two_by_two(E, Y, M)
+    b, c = n1 - a, cases - a
+    d = n - n1 - c
     or_, lo, hi, corrected = odds_ratio_woolf(a, b, c, d)
-    tested = testable & (n1 > 0) & (n1 < n_elig) & (n_cases > 0) & (n_cases < n_elig)
-    p = np.full(len(a), np.nan)
-    for j in np.flatnonzero(tested):
-        p[j] = fisher_exact([[a[j], b[j]], [c[j], d[j]]], alternative="two-sided").pvalue
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p_exp = np.where(n1 > 0, a / np.maximum(n1, 1), np.nan)
-    flags = _flags(testable, n1, a, n_cases, n_elig, corrected, cfg)
-    return pd.DataFrame(
-        {
-            "feature_id": np.arange(len(a), dtype=np.int32),
-            "n_exposed": n1.astype(np.int64),
-            "n_exposed_cases": a.astype(np.int64),
-            "n_unexposed": (n_elig - n1).astype(np.int64),
-            "n_unexposed_cases": c.astype(np.int64),
-            "p_outcome_exposed": p_exp,
-            "p_outcome_baseline": n_cases / n_elig if n_elig else np.nan,
-            "odds_ratio": np.where(tested, or_, np.nan),
-            "or_ci_low": np.where(tested, lo, np.nan),
-            "or_ci_high": np.where(tested, hi, np.nan),
-            "p_value": p,
-            "flag": flags,
-        }
-    )
+    informative = (n1 > 0) & (n1 < n) & (cases > 0) & (cases < n)
+    p = np.full(a.shape, np.nan)
+    p[informative] = fisher_exact_2sided(a[informative], n1[informative], cases[informative], n[informative])
+    adj = M & cov_ok[:, None]
+    score = score_test(E, Z, Y, adj, with_moments)
+    return {"a": a, "n1": n1, "cases": cases, "n": n, "b": b, "c": c, "d": d,
+            "odds_ratio": or_, "or_ci_low": lo, "or_ci_high": hi, "corrected": corrected,
+            "informative": informative, "p_value": p, "score_p": score.p, "score_log_or": score.log_or,
+            "score_se": score.se, "null_ok": np.broadcast_to(score.null_ok, a.shape),
+            "null_params": score.null_params, "moments": score.moments,
+            "n_adjusted": np.broadcast_to(adj.sum(axis=0), a.shape)}
 
 
-def _flags(
-    testable: np.ndarray, n1: np.ndarray, a: np.ndarray, n_cases: float, n_elig: int,
-    corrected: np.ndarray, cfg: AssociationConfig,
-) -> list[str | None]:
-    out: list[str | None] = []
-    for j in range(len(n1)):
-        f = []
-        if not testable[j]:
-            f.append("feature not testable")
-        if n_cases == 0:
-            f.append("outcome has no cases")
-        elif n_cases >= n_elig:
-            f.append("every eligible study is a case")
-        if n1[j] >= n_elig and n_elig:
-            f.append("all studies exposed")
-        if a[j] < cfg.min_exposed_cases:
-            f.append(f"exposed cases < {cfg.min_exposed_cases}")
-        if corrected[j] and testable[j]:
-            f.append("zero cell: Haldane correction")
-        out.append("; ".join(f) or None)
+def screen_frame(arr: dict, testable: np.ndarray, outcome_ids: list[str], cfg: AssociationConfig) -> pd.DataFrame:
+    """Long form, one row per (outcome, feature), outcome-major."""
+    n_f, n_o = arr["a"].shape
+
+    def flat(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.asarray(x).T).ravel()
+
+    f = {k: flat(v) for k, v in arr.items() if k not in ("null_params", "moments")}
+    test = np.tile(testable, n_o)
+    tested = test & f["informative"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df = pd.DataFrame({
+            "feature_id": np.tile(np.arange(n_f, dtype=np.int32), n_o),
+            "outcome_id": np.repeat(np.asarray(outcome_ids, dtype=object), n_f),
+            "n_exposed": f["n1"].astype(np.int64), "n_exposed_cases": f["a"].astype(np.int64),
+            "n_unexposed": (f["n"] - f["n1"]).astype(np.int64), "n_unexposed_cases": f["c"].astype(np.int64),
+            "p_outcome_exposed": np.where(f["n1"] > 0, f["a"] / f["n1"], np.nan),
+            "p_outcome_baseline": np.where(f["n"] > 0, f["cases"] / f["n"], np.nan),
+            "odds_ratio": np.where(tested, f["odds_ratio"], np.nan),
+            "or_ci_low": np.where(tested, f["or_ci_low"], np.nan),
+            "or_ci_high": np.where(tested, f["or_ci_high"], np.nan),
+            "p_value": np.where(tested, f["p_value"], np.nan),
+            "n_adjusted": f["n_adjusted"].astype(np.int64),
+            "score_p": np.where(test, f["score_p"], np.nan),
+            "score_log_or": np.where(test, f["score_log_or"], np.nan),
+            "score_se": np.where(test, f["score_se"], np.nan),
+        })
+    df["flag"] = _flags(f, test, tested, cfg)
+    return df
+
+
+def _flags(f: dict, test: np.ndarray, tested: np.ndarray, cfg: AssociationConfig) -> np.ndarray:
+    n, n1, a, cases = f["n"], f["n1"], f["a"], f["cases"]
+    min_cell = np.minimum.reduce([a, f["b"], f["c"], f["d"]])
+    rules = [
+        (~test, "feature not testable"),
+        (n == 0, "no eligible studies"),
+        ((cases == 0) & (n > 0), "outcome has no cases"),
+        ((cases == n) & (n > 0), "every eligible study is a case"),
+        ((n1 == 0) & (n > 0), "cohort has no eligible studies"),
+        ((a == 0) & (n1 > 0), "cohort has no cases"),
+        ((n1 >= n) & (n > 0), "all studies exposed"),
+        (a < cfg.min_exposed_cases, f"exposed cases < {cfg.min_exposed_cases}"),
+        (min_cell < cfg.min_cell_count, f"2x2 cell < {cfg.min_cell_count}"),
+        (f["corrected"] & tested, "zero cell: Haldane correction"),
+        (f["n_adjusted"] < n, "studies without age/sex left out of adjusted models"),
+        (test & ~f["null_ok"] & (n > 0), "adjusted null model not estimable"),
+    ]
+    out = np.full(len(n), "", dtype=object)
+    for mask, text in rules:
+        out = np.where(mask, out + text + "; ", out)
+    out = np.array([s[:-2] if s else None for s in out], dtype=object)
     return out
 
 
-def rank_pairs(assoc: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
-    """Add q_value (BH over all tested pairs) and rank / n_ranked / n_tested per
-    (modality, outcome). Ranked: q < alpha and enough exposed cases; key per config."""
-    out = assoc.reset_index(drop=True)
-    out["q_value"] = bh_qvalues(out["p_value"].to_numpy())
-    ok = (out["q_value"] < cfg.alpha) & (out["n_exposed_cases"] >= cfg.min_exposed_cases)
-    key = {"or_ci_low": "or_ci_low", "odds_ratio": "odds_ratio", "p_value": "p_value"}[cfg.rank_key]
-    ascending = cfg.rank_key == "p_value"
-    out["rank"] = pd.array([pd.NA] * len(out), dtype="Int32")
-    out["n_tested"] = out.groupby(["modality", "outcome_id"])["p_value"].transform("count").astype("int32")
-    out["n_ranked"] = 0
-    for _, g in out[ok].groupby(["modality", "outcome_id"]):
-        order = g.sort_values([key, "p_value", "feature_id"], ascending=[ascending, True, True]).index
-        out.loc[order, "rank"] = np.arange(1, len(order) + 1)
-        out.loc[g.index, "n_ranked"] = len(order)
-    out["n_ranked"] = out.groupby(["modality", "outcome_id"])["n_ranked"].transform("max").astype("int32")
-    return out
+def associate_splits(
+    exposures: dict[str, tuple[sp.spmatrix, np.ndarray, np.ndarray]],
+    om: OutcomeMatrices,
+    split: np.ndarray,
+    cfg: AssociationConfig,
+) -> pd.DataFrame:
+    """Every pair of every modality in both splits (ASSOCIATIONS rows, unsorted).
+
+    `exposures`: modality -> (E over om.study_ids, testable per feature, the studies the
+    modality encoded); `split`: the split of each study. BH and Bonferroni run over every
+    test of a split; exact fits are chosen in discovery and made in both splits."""
+    Z, cov_ok = om.design, om.has_covariates
+    frames, selected = [], None
+    for name in (DISCOVERY, VALIDATION):
+        in_split = (split == name)[:, None]
+        parts, nulls = [], {}
+        for mod, (E, testable, encoded) in sorted(exposures.items()):
+            arr = screen_arrays(E, Z, om.Y, om.M & in_split & encoded[:, None], cov_ok)
+            nulls[mod] = (arr["null_params"], arr["moments"])
+            parts.append(screen_frame(arr, testable, om.outcome_ids, cfg).assign(modality=mod))
+        df = add_multiplicity(pd.concat(parts, ignore_index=True)).assign(split=name)
+        if selected is None:
+            selected = select_pairs(df, cfg)
+        adj = {m: (e[0], om.M & in_split & (e[2] & cov_ok)[:, None], nulls[m]) for m, e in exposures.items()}
+        frames.append(_with_exact(df, selected, adj, om, cfg))
+    out = rank_discovery(pd.concat(frames, ignore_index=True), cfg)
+    return replication(out, cfg)
+
+
+def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: OutcomeMatrices,
+                cfg: AssociationConfig) -> pd.DataFrame:
+    """Exact fits of the selected pairs; adj: modality -> (E, rows of the adjusted
+    analysis per outcome, (null coefficients, null-fit moments) per outcome)."""
+    fits = []
+    o_index = pd.Index(om.outcome_ids)
+    sel_all = selected.merge(df[[*KEY, "score_log_or"]], on=KEY, how="left")
+    for mod, sel in sel_all.groupby("modality"):
+        E, M_adj, (nulls, moms) = adj[str(mod)]
+        o = o_index.get_indexer(pd.Index(sel["outcome_id"]))
+        pairs = np.column_stack([sel["feature_id"].to_numpy(int), o])
+        start = np.column_stack([nulls[o], sel["score_log_or"].to_numpy(np.float64)])
+        res = fit_pairs(E, om.design, om.Y, M_adj, pairs, cfg.firth, start, moms)
+        fits.append(pd.concat([sel[KEY].reset_index(drop=True), res], axis=1))
+    cols = [*KEY, *EXACT_COLUMNS]
+    fit = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(columns=cols)
+    merged = df.merge(fit[cols], on=KEY, how="left")
+    num = ["adj_log_or", "adj_se", "adj_p_value"]
+    merged[num] = merged[num].astype(np.float64)  # object dtype when no pair was fitted
+    merged["flag"] = _join_flags(merged["flag"], merged["exact_flag"])
+    method = "firth logistic" if cfg.firth else "logistic"
+    return adjusted_columns(merged, method).drop(columns=["exact_flag"])
+
+
+def _join_flags(a: pd.Series, b: pd.Series) -> pd.Series:
+    both = a.fillna("").str.cat(b.fillna(""), sep="; ").str.strip("; ")
+    return both.where(both != "")

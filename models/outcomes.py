@@ -74,6 +74,7 @@ def _label_one(
     stop = df["followup_end"].where(df["followup_end"] < window_end, window_end)
     stop = first.where(event, stop)
     df["prior"] = prior
+    df["_same_day"] = first.notna() & (first.dt.normalize() == index_day)
     df["event"] = event
     df["time_days"] = ((stop - df["index_time"]).dt.total_seconds() / DAY.total_seconds()).clip(lower=0.0)
     df["complete_followup"] = event | (df["followup_end"] >= window_end)
@@ -89,6 +90,7 @@ def _eligibility(
 ) -> tuple[pd.Series, pd.Series]:
     flags = pd.Series("", index=df.index, dtype=object)
     flags[df["prior"]] += "prior case;"
+    flags[df["_same_day"]] += "outcome on index day (counted as prior);"
     flags[df["birth"].isna()] += "no birth record;"
     flags[df["sex"].isna()] += "no sex record;"
     flags[df["time_days"] <= 0] += "no follow-up after index;"

@@ -35,6 +35,13 @@ _ASSOC_OPTIONAL = (
     "n_ranked",
     "n_tested",
     "flag",
+    "adj_odds_ratio",
+    "adj_or_ci_low",
+    "adj_or_ci_high",
+    "adj_p_value",
+    "adj_method",
+    "score_q",
+    "replicated",
 )
 
 
@@ -47,6 +54,8 @@ class ReportData:
     stats: pd.DataFrame
     outcomes: pd.DataFrame  # outcome_id, name, window_years, n_eligible, n_cases
     pages: frozenset[FeatureKey]
+    surv: pd.DataFrame | None = None  # SURVIVAL rows
+    curves: pd.DataFrame | None = None  # KM_CURVES rows
 
 
 def page_name(modality: str, feature_id: int) -> str:
@@ -67,9 +76,15 @@ def build_data(
     stats: pd.DataFrame,
     outcomes: pd.DataFrame,
     cfg: ReportConfig,
+    surv: pd.DataFrame | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> ReportData:
-    """Normalise dtypes (nullable ints, NaN) and join labels onto associations."""
+    """Normalise dtypes (nullable ints, NaN) and join labels onto associations. With a
+    `split` column only the discovery rows are shown (ranks live there); `replicated`
+    carries the validation result."""
     _require(assoc, _ASSOC_NEEDS, "associations")
+    if "split" in assoc.columns:
+        assoc = assoc[assoc["split"] == "discovery"]
     _require(interp, ("modality", "feature_id", "label"), "interpretations")
     _require(stats, ("modality", "feature_id", "testable"), "feature_stats")
     a = assoc.copy()
@@ -91,6 +106,11 @@ def build_data(
         "n_exposed_cases",
         "n_unexposed",
         "n_unexposed_cases",
+        "adj_odds_ratio",
+        "adj_or_ci_low",
+        "adj_or_ci_high",
+        "adj_p_value",
+        "score_q",
     ):
         a[c] = pd.to_numeric(a[c], errors="coerce").astype("float64")
     a["feature_id"] = a["feature_id"].astype("int64")
@@ -103,7 +123,7 @@ def build_data(
         modality=stats["modality"].astype(str), feature_id=stats["feature_id"].astype("int64")
     )
     pages = _page_keys(a, cfg.top_per_outcome)
-    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages))
+    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves)
 
 
 def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
@@ -178,9 +198,16 @@ def feature_link(ctx: ReportData, modality: str, fid: int, prefix: str = "featur
 
 
 def rank_text(r: Row) -> str:
+    """'r of n tested' (n: the pairs of this modality and outcome with a test)."""
     if missing(r["rank"]):
         return DASH
-    return f"{int(r['rank'])} of {integer(r['n_ranked'])}"
+    n = r.get("n_tested")
+    return f"{int(r['rank'])} of {integer(r['n_ranked'] if missing(n) else n)}"
+
+
+def replicated_text(r: Row) -> str:
+    v = r.get("replicated")
+    return DASH if missing(v) else ("yes" if bool(v) else "no")
 
 
 def heldout(row: Row | None) -> str:

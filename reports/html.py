@@ -31,9 +31,11 @@ from reports.context import (
     p_scale,
     page_name,
     rank_text,
+    replicated_text,
     top_rows,
 )
 from reports.feature_page import feature_html, footer_html
+from reports.survival import survival_section
 from reports.templates import esc, fixed2, integer, kv, missing, num, or_ci, page, pct, pval, td
 
 __all__ = ["page_name", "render_report"]
@@ -48,12 +50,14 @@ def render_report(
     outcomes: pd.DataFrame,
     run_info: dict[str, str],
     cfg: ReportConfig,
+    survival: pd.DataFrame | None = None,
+    km_curves: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write `index.html` and `features/<modality>_<feature_id>.html` for every feature
     that is ranked for some outcome or among an outcome's top `cfg.top_per_outcome` rows.
     Returns the written paths, index first."""
     out_dir = Path(out_dir)
-    data = build_data(associations, interpretations, feature_stats, outcomes, cfg)
+    data = build_data(associations, interpretations, feature_stats, outcomes, cfg, survival, km_curves)
     (out_dir / "features").mkdir(parents=True, exist_ok=True)
     index = out_dir / "index.html"
     index.write_text(index_html(data, run_info, cfg), encoding="utf-8")
@@ -108,8 +112,13 @@ def _header(d: ReportData, run_info: Mapping[str, str], cfg: ReportConfig) -> st
         '<p class="note">Exposed cohort: the studies where a concept (sparse-autoencoder '
         "feature) fires most strongly. P(outcome | cohort) is the share of exposed studies "
         "with a first diagnosis within the window; baseline is over all eligible studies. "
-        "OR with 95% CI; q: Benjamini–Hochberg adjusted p. Rank “r of n” orders the "
-        "features ranked for an outcome within a modality; “–” means not ranked. Label "
+        "OR with 95% CI (crude); q: Benjamini–Hochberg adjusted Fisher p. Adjusted OR: "
+        "logistic regression on age and sex (exact fit for pairs passing the screen, else the "
+        "score test’s one-step estimate); adjusted q: BH over the age+sex score tests. Shown: "
+        "the discovery half of the patients. Rank “r of n tested” orders the pairs with "
+        "adjusted q < alpha within a modality and outcome (key: lower bound of the adjusted OR); "
+        "“–” means not ranked. Replicated: same direction and adjusted p < 0.05 in the "
+        "validation half (patients never in both). Label "
         "score: balanced accuracy of the label on held-out top-activating vs control "
         "reports.</p>"
     )
@@ -190,11 +199,15 @@ def _outcome_top(d: ReportData, o: Row, n: int) -> str:
             "P(outcome | cohort) vs baseline",
             "OR (95% CI)",
             "q",
+            "Adjusted OR (95% CI)",
+            "Adjusted q",
+            "Replicated",
             "Label score",
         ],
-        numeric={0, 4, 5, 6, 7, 8},
+        numeric={0, 4, 5, 6, 7, 8, 9, 11},
     )
-    return f'{title}{base}{note}<table class="sortable">{head}<tbody>{body}</tbody></table>'
+    surv = survival_section(d.surv, d.curves, oid, lambda m, f: feature_link(d, m, f))  # type: ignore[arg-type]
+    return f'{title}{base}{note}<table class="sortable">{head}<tbody>{body}</tbody></table>{surv}'
 
 
 def _top_row(d: ReportData, r: Row, scale: float) -> str:
@@ -210,6 +223,9 @@ def _top_row(d: ReportData, r: Row, scale: float) -> str:
         + p_cell(r, scale)
         + td(or_ci(r["odds_ratio"], r["or_ci_low"], r["or_ci_high"]), r["odds_ratio"], "num")
         + td(pval(r["q_value"]), r["q_value"], "num")
+        + td(or_ci(r["adj_odds_ratio"], r["adj_or_ci_low"], r["adj_or_ci_high"]), r["adj_odds_ratio"], "num")
+        + td(pval(r["score_q"]), r["score_q"], "num")
+        + td(replicated_text(r))
         + td(heldout(d.interp.get((r["modality"], int(r["feature_id"])))), _ba(d, r), "num")
         + "</tr>"
     )

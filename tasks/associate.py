@@ -1,4 +1,4 @@
-"""Feature x outcome associations over every modality's cohorts."""
+"""Feature x outcome associations over every modality's cohorts, in both splits."""
 
 from __future__ import annotations
 
@@ -12,26 +12,29 @@ from prefect.cache_policies import NONE
 from data_contracts.config import AssociationConfig
 from data_contracts.schemas import ASSOCIATIONS
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
-from models.association import exposure_matrix, rank_pairs, screen_outcome
+from models.association import associate_splits, exposure_matrix, outcome_matrices
+from models.split import study_splits
 from tasks.stage import run_stage
 
 
 def associate_frame(
-    stats: pd.DataFrame, cohorts: pd.DataFrame, labels: pd.DataFrame, modality: str, cfg: AssociationConfig
+    feature_stats: Mapping[str, pd.DataFrame], cohorts: Mapping[str, pd.DataFrame],
+    encoded: Mapping[str, np.ndarray], labels: pd.DataFrame, cfg: AssociationConfig,
 ) -> pd.DataFrame:
-    """Screen every feature of one modality against every outcome (unranked rows)."""
-    n_features = len(stats)
-    testable = stats.sort_values("feature_id")["testable"].to_numpy(bool)
-    exposed = cohorts[cohorts["role"] == "exposed"]
-    # One exposure matrix over every labelled study; each outcome takes its rows from it.
-    ids = pd.Index(labels["study_id"].unique())
-    X_all = exposure_matrix(exposed, ids.to_numpy(), n_features).tocsr()
-    frames = []
-    for outcome_id, lab in labels.groupby("outcome_id", sort=True):
-        X = X_all[ids.get_indexer(lab["study_id"])]
-        res = screen_outcome(X, lab["eligible"].to_numpy(bool), lab["event"].to_numpy(bool), testable, cfg)
-        frames.append(res.assign(modality=modality, outcome_id=outcome_id))
-    return pd.concat(frames, ignore_index=True)
+    """ASSOCIATIONS rows of every modality, sorted by split, modality, outcome and rank."""
+    om = outcome_matrices(labels)
+    study_split = study_splits(labels, om.study_ids, cfg.split_frac, cfg.split_seed)
+    exposures = {}
+    for modality, stats in feature_stats.items():
+        # A study this modality could not encode (quarantined) is neither exposed nor a
+        # control: it leaves this modality's analyses only.
+        coh = cohorts[modality]
+        E = exposure_matrix(coh[coh["role"] == "exposed"], om.study_ids, len(stats))
+        testable = stats.sort_values("feature_id")["testable"].to_numpy(bool)
+        exposures[modality] = (E, testable, np.isin(om.study_ids, encoded[modality]))
+    out = associate_splits(exposures, om, study_split, cfg)
+    return out.sort_values(["split", "modality", "outcome_id", "rank", "feature_id"],
+                           na_position="last").reset_index(drop=True)
 
 
 def associate_fn(
@@ -45,17 +48,10 @@ def associate_fn(
 
     def build(w: ArtifactWriter) -> None:
         lab = store.read_table(labels)
-        frames = []
-        for modality, (emb_ref, stats_ref, cohorts_ref) in sorted(cohorts.items()):
-            # A study this modality could not encode (quarantined) is neither exposed nor
-            # a control here: counting it as unexposed would bias the comparison.
-            encoded = lab["study_id"].isin(encoded_studies(store, emb_ref))
-            stats = store.read_table(stats_ref)
-            coh = store.read_table(cohorts_ref)
-            frames.append(associate_frame(stats, coh, lab[encoded], modality, cfg))
-        ranked = rank_pairs(pd.concat(frames, ignore_index=True), cfg)
-        ranked = ranked.sort_values(["modality", "outcome_id", "rank", "feature_id"], na_position="last")
-        w.write_table("data", ranked.reset_index(drop=True), ASSOCIATIONS)
+        stats = {m: store.read_table(s) for m, (_, s, _) in cohorts.items()}
+        coh = {m: store.read_table(c) for m, (_, _, c) in cohorts.items()}
+        enc = {m: encoded_studies(store, e) for m, (e, _, _) in cohorts.items()}
+        w.write_table("data", associate_frame(stats, coh, enc, lab, cfg), ASSOCIATIONS)
 
     return run_stage(store, "associations", ASSOCIATIONS.key, inputs, params, build)
 

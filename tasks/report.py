@@ -47,9 +47,11 @@ def report_fn(
     outcomes_path: Path,
     cfg: ReportConfig,
     run_name: str,
+    survival: ArtifactRef | None = None,
 ) -> ArtifactRef:
     """`per_modality`: modality -> (feature_stats, cohorts, interpretations) refs."""
     inputs = [studies, labels, associations] + [r for t in per_modality.values() for r in t]
+    inputs += [survival] if survival is not None else []
     params = {"report": cfg.model_dump(), "run_name": run_name}
 
     def build(w: ArtifactWriter) -> None:
@@ -67,6 +69,8 @@ def report_fn(
             _outcome_table(store.read_table(labels), outcomes_path),
             run_info,
             cfg,
+            store.read_table(survival) if survival is not None else None,
+            store.read_table(survival, "km_curves") if survival is not None else None,
         )
 
     return run_stage(store, "report", None, inputs, params, build)
@@ -94,9 +98,10 @@ def render(
     outcomes_path: str,
     cfg: ReportConfig,
     run_name: str,
+    survival: ArtifactRef | None = None,
 ) -> ArtifactRef:
     return report_fn(ArtifactStore(store_root), studies, labels, associations, per_modality,
-                     Path(outcomes_path), cfg, run_name)
+                     Path(outcomes_path), cfg, run_name, survival)
 
 
 @task(name="publish-report", cache_policy=NONE)

@@ -50,6 +50,7 @@ def test_incident_prior_window_and_censoring() -> None:
     assert bool(lab.loc["a", "event"]) and lab.loc["a", "time_days"] == pytest.approx(365 - 0.375)
     assert bool(lab.loc["b", "prior"]) and not bool(lab.loc["b", "eligible"])
     assert "prior case" in lab.loc["b", "flag"]
+    assert "outcome on index day (counted as prior)" in lab.loc["b", "flag"]
     # c1: event 5.4 years later -> outside the 4-year window, time capped at the window
     assert not bool(lab.loc["c1", "event"]) and lab.loc["c1", "time_days"] == pytest.approx(4 * 365.25)
     assert bool(lab.loc["c1", "complete_followup"])

@@ -72,6 +72,21 @@ def _associations(seed: int = 0) -> pd.DataFrame:
     bad = (df["modality"] == "image") & (df["feature_id"] == 5)
     df.loc[bad, ["odds_ratio", "or_ci_low", "or_ci_high", "p_value", "q_value"]] = np.nan
     df.loc[bad, "flag"] = "feature not testable"
+    df["p_bonferroni"] = np.minimum(df["p_value"] * len(df), 1.0)
+    df["n_adjusted"] = df["n_exposed"] + df["n_unexposed"]
+    df["score_p"], df["score_q"] = df["p_value"], df["q_value"]
+    df["score_log_or"] = np.log(df["odds_ratio"])
+    df["score_se"] = 0.2
+    df["adj_method"] = "logistic"
+    df["adj_log_or"] = df["score_log_or"] * 0.9
+    df["adj_odds_ratio"] = np.exp(df["adj_log_or"])
+    df["adj_or_ci_low"], df["adj_or_ci_high"] = df["adj_odds_ratio"] * 0.7, df["adj_odds_ratio"] * 1.4
+    df["adj_p_value"] = df["p_value"]
+    df["replicated"] = pd.array(np.where(df["rank"].notna(), True, None), dtype="boolean")
+    # the validation half is in the artifact too; the report shows discovery rows only
+    val = df.assign(split="validation")
+    val["rank"] = pd.array([pd.NA] * len(val), dtype="Int32")
+    df = pd.concat([df.assign(split="discovery"), val], ignore_index=True)
     return df[ASSOCIATIONS.schema.names]
 
 
@@ -206,7 +221,8 @@ def test_sorting_script_and_tables(rendered: tuple[Path, list[Path]]) -> None:
     assert '<table id="all-rows" class="sortable compact">' in index
     assert "querySelectorAll('table.sortable')" in index and "localeCompare" in index
     n_rows = len(re.findall(r"<tr", index.split('id="all-rows"')[1].split("</table>")[0]))
-    assert n_rows == 1 + len(_associations())
+    a = _associations()
+    assert n_rows == 1 + int((a["split"] == "discovery").sum())  # validation rows: in the artifact only
 
 
 def test_missing_values_render_as_dash(rendered: tuple[Path, list[Path]]) -> None:
@@ -237,7 +253,9 @@ def test_numbers_match_independent_computation(rendered: tuple[Path, list[Path]]
     index = _text(out / "index.html")
     top = index.split('id="o-liver_cancer"')[1].split("</table>")[0]
     first = top.split("<tbody>")[1].split("</tr>")[0]
-    assert "1 of 2" in first and "report #3" in first
+    assert f"1 of {N_FEATURES}" in first and "report #3" in first  # rank r of n tested
+    assert f"{r.adj_odds_ratio:.3g} ({r.adj_or_ci_low:.3g}–{r.adj_or_ci_high:.3g})" in first
+    assert "<td>yes</td>" in first  # replicated
     assert f"{100 * p_exp:.1f}%" in first and f"({100 * share:.1f}%)" in first
     assert f"{r.odds_ratio:.3g} ({r.or_ci_low:.3g}–{r.or_ci_high:.3g})" in first
     assert "0.91" in first and "43/50 vs 7/150" in first
@@ -277,4 +295,26 @@ def test_all_rows_table_is_capped(tmp_path: Path) -> None:
     html = _text(tmp_path / "index.html")
     table = html.split('id="all-rows"', 1)[1].split("</table>", 1)[0]
     assert table.count("<tr") == 1 + 5  # header + capped rows
-    assert f"5 of {len(assoc)}" in html
+    n_disc = int((assoc["split"] == "discovery").sum())  # the report shows the discovery rows
+    assert f"5 of {n_disc}" in html
+
+
+def test_survival_section_renders_curve_and_at_risk() -> None:
+    from models.survival import km_curve
+    from reports.survival import survival_section
+
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"time_days": rng.uniform(10, 1461, 200), "event": rng.uniform(size=200) < 0.3,
+                      "exposed": (np.arange(200) < 60).astype(int)})
+    curve = km_curve(d, 4 * 365.25).assign(modality="report", feature_id=3, outcome_id="liver_cancer",
+                                           split="discovery")
+    surv = pd.DataFrame([{"modality": "report", "feature_id": 3, "outcome_id": "liver_cancer",
+                          "split": "discovery", "rank": 1, "hazard_ratio": 2.5, "hr_ci_low": 1.5,
+                          "hr_ci_high": 4.0, "cuminc_exposed": 0.31, "cuminc_exposed_low": 0.2,
+                          "cuminc_exposed_high": 0.4, "cuminc_unexposed": 0.1, "cuminc_unexposed_low": 0.05,
+                          "cuminc_unexposed_high": 0.15, "logrank_p": 1e-4, "flag": None}])
+    html = survival_section(surv, curve, "liver_cancer", lambda m, f: f"{m} #{f}")
+    assert "<svg" in html and html.count("<polyline") == 2
+    n0 = int((d.loc[d.exposed == 1, "time_days"] >= 365.25).sum())
+    assert re.search(rf'data-v="{n0}(\.0)?">{n0}<', html) and "2.5 (1.5–4)" in html and "31.0%" in html
+    assert survival_section(surv, curve, "heart_failure", str) == ""
