@@ -25,7 +25,7 @@ from models.devices import resolve_device
 from models.sae import SparseAutoencoder, SparseCode, build_sae
 from models.sae_checkpoint import TrainState, load_state, save_state
 from models.sae_data import ArraySource, EmbeddingSource, heldout_mask, iter_batches, iter_rows, sample_rows
-from models.sae_kernels import Workspace
+from models.sae_kernels import Workspace, topk_indices
 from models.sae_metrics import evaluate_batches
 
 DEAD_CAP_SAMPLES = 100_000  # see SAEConfig: dead = silent for min(one epoch, this) samples
@@ -194,7 +194,7 @@ class Stepper:
         r = min(AUXK_ROWS, xb.shape[0])
         dead_idx = dead.nonzero().squeeze(1)
         k_aux = min(self.auxk_k, len(dead_idx))
-        pos = pre[:r].index_select(1, dead_idx).topk(k_aux, dim=-1, sorted=False).indices
+        pos = topk_indices(pre[:r].index_select(1, dead_idx), k_aux)
         cols = dead_idx[pos]
         vals = m.values(xb[:r], pre[:r], cols, recompute=self.recompute)
         e = (xb[:r] - x_hat[:r]).detach()
