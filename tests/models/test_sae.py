@@ -8,7 +8,7 @@ import torch
 
 from data_contracts.config import SAEConfig
 from models.sae import SparseAutoencoder, SparseCode, build_sae, default_prefixes
-from models.sae_kernels import Workspace, blocked_topk
+from models.sae_kernels import Workspace, blocked_topk, topk_indices
 
 
 def _model(variant: str = "topk", n: int = 64, k: int = 4, d: int = 8, seed: int = 0) -> SparseAutoencoder:
@@ -26,6 +26,18 @@ def test_blocked_topk_matches_topk() -> None:
     got = blocked_topk(scores, 8).sort(dim=-1).values
     want = scores.topk(8, dim=-1).indices.sort(dim=-1).values
     assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("rows", "n", "k"), [(64, 1024, 32), (3, 40, 40), (1, 4096, 512)])
+def test_topk_indices_equals_torch_topk(dtype: torch.dtype, rows: int, n: int, k: int) -> None:
+    """The numpy introselect path (and the torch fallback at k = n) picks the same set as
+    torch.topk; scores are distinct per row, so the set is unique."""
+    gens = [torch.Generator().manual_seed(r) for r in range(rows)]
+    scores = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dtype) - n / 2
+    got = topk_indices(scores, k)
+    assert got.dtype == torch.long and got.shape == (rows, k)
+    assert torch.equal(got.sort(dim=-1).values, scores.topk(k, dim=-1).indices.sort(dim=-1).values)
 
 
 def test_topk_is_exact() -> None:
