@@ -58,7 +58,8 @@ def fit_per_sd(A: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pair
                start: np.ndarray | None = None) -> pd.DataFrame:
     """Fit outcome ~ Z + z(activation) for every (feature, outcome) index pair (k x 2) on
     the rows where M is true (M must exclude missing covariates). `start` (k x Z columns),
-    e.g. each outcome's null model, saves Newton iterations. Returns COLUMNS in pair order."""
+    each pair's outcome null model, is the second start for fits that do not converge
+    from zero. Returns COLUMNS in pair order."""
     out = pd.DataFrame({"sd_log_or": np.nan, "sd_se": np.nan, "sd_p_value": np.nan, "sd_flag": None},
                        index=range(len(pairs)))
     Acsc = sp.csc_matrix(A)
@@ -79,10 +80,25 @@ def fit_per_sd(A: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pair
         out.loc[chunk[dead], "sd_flag"] = "outcome not estimable: no cases or no non-cases"
         fit_idx = np.flatnonzero(varies & ~dead & ~sep)
         if len(fit_idx):
-            st = None if start is None else np.column_stack([np.nan_to_num(start[chunk[fit_idx]]),
-                                                             np.zeros(len(fit_idx))])
-            out.loc[chunk[fit_idx], COLUMNS] = _fit(Z, y[:, fit_idx], W[:, fit_idx], X[:, fit_idx], st).to_numpy()
+            null = None if start is None else start[chunk[fit_idx]]
+            res = _fit_with_retry(Z, y[:, fit_idx], W[:, fit_idx], X[:, fit_idx], null)
+            out.loc[chunk[fit_idx], COLUMNS] = res.to_numpy()
     return out
+
+
+def _fit_with_retry(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray,
+                    null: np.ndarray | None) -> pd.DataFrame:
+    """Newton from zero (as statsmodels' Logit starts); fits left unconverged are retried
+    from the outcome's null model. Undamped Newton is not globally convergent: from the
+    null model a heavy-tailed activation (z up to ~6) can throw it off (seen in the demo),
+    from zero another fit may fail. The log-likelihood is concave, so a converged point is
+    the ML estimate whichever start reached it."""
+    res = _fit(Z, y, W, X, None)
+    bad = np.flatnonzero(res["sd_log_or"].isna().to_numpy())
+    if null is not None and len(bad):
+        st = np.column_stack([np.nan_to_num(null[bad]), np.zeros(len(bad))])
+        res.iloc[bad] = _fit(Z, y[:, bad], W[:, bad], X[:, bad], st).to_numpy()
+    return res
 
 
 def separated(x: np.ndarray, case: np.ndarray, w: np.ndarray) -> bool:

@@ -9,6 +9,7 @@ import statsmodels.api as smapi
 from data_contracts.config import AssociationConfig
 from models.activation_sd import SEPARATED, ZERO_VARIANCE, activation_matrix, fit_per_sd, separated, standardize
 from models.association import associate_splits
+from models.logistic import fit_batch
 from models.score_test import covariate_design
 from tests.models.test_association import _cohort
 
@@ -114,3 +115,20 @@ def test_option_on_without_activations_is_an_error() -> None:
     cfg = AssociationConfig(or_per_sd=True)
     with pytest.raises(ValueError, match="or_per_sd"):
         associate_splits({"report": (E, np.ones(E.shape[1], bool), np.ones(len(split), bool))}, om, split, cfg)
+
+
+def test_heavy_tailed_activation_converges_where_newton_from_null_fails() -> None:
+    # Demo-like: a feature firing in 7% of studies with a long right tail, a rare outcome.
+    rng = np.random.default_rng(34)
+    n = 1000
+    age, male = rng.normal(62, 11, n), (rng.uniform(size=n) < 0.5).astype(float)
+    x = np.where(rng.uniform(size=n) < 0.07, rng.lognormal(0.5, 0.5, n), 0.0)
+    eta = -4.5 + 0.05 * (age - 62) + 1.3 * male + 1.2 * x
+    y = rng.uniform(size=n) < 1 / (1 + np.exp(-eta))
+    Z = covariate_design(age, male)
+    null = fit_batch(Z, y[:, None].astype(float)).params
+    z, _ = standardize(x, np.ones(n, bool))
+    assert not fit_batch(Z, y[:, None].astype(float), X=z[:, None], start=np.c_[null, 0.0]).converged[0]
+    res = fit_per_sd(sp.csc_matrix(x[:, None]), Z, y[:, None], np.ones((n, 1), bool), np.array([[0, 0]]), null)
+    b, se, _ = _statsmodels_per_sd(x, y, age, male, np.ones(n, bool))
+    assert res.loc[0, "sd_log_or"] == pytest.approx(b, rel=1e-8) and res.loc[0, "sd_se"] == pytest.approx(se, rel=1e-8)
