@@ -233,6 +233,9 @@ class AssociationConfig(_Strict):
     split_frac: float = Field(0.5, gt=0, lt=1)  # share of patients in discovery
     split_seed: int = 0
     replication_p: float = Field(0.05, gt=0, lt=1)
+    # Also fit outcome ~ standardised activation + age + sex (OR per SD) for the pairs
+    # selected for exact fits; sd_* columns (NaN when off).
+    or_per_sd: bool = False
 
 
 class SurvivalConfig(_Strict):

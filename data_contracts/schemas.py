@@ -218,7 +218,7 @@ OUTCOME_LABELS = Contract(
 
 ASSOCIATIONS = Contract(
     name="associations",
-    version="2",
+    version="3",
     schema=pa.schema(
         [
             pa.field("modality", pa.string(), nullable=False),
@@ -253,6 +253,12 @@ ASSOCIATIONS = Contract(
             pa.field("n_tested", pa.int32()),
             pa.field("replicated", pa.bool_()),  # null for pairs not ranked in discovery
             pa.field("flag", pa.string()),
+            # option or_per_sd: outcome ~ standardised activation + age + sex, exact-fit pairs
+            pa.field("sd_odds_ratio", pa.float64()),  # OR per SD of the activation
+            pa.field("sd_ci_low", pa.float64()),  # Wald 95%
+            pa.field("sd_ci_high", pa.float64()),
+            pa.field("sd_p_value", pa.float64()),
+            pa.field("sd_flag", pa.string()),
         ]
     ),
     required=("modality", "feature_id", "outcome_id", "split", "n_exposed", "n_exposed_cases"),

@@ -78,7 +78,8 @@ def discovery(config_path: str) -> RunResult:
         interp = interpret(root, studies, coh, m.modality, cfg.interpretation)
         mods[m.modality] = ModalityRefs(emb, sae, act, stats, coh, interp, sweep)
     assoc = associate(
-        root, {k: (r.embeddings, r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, cfg.association
+        root, {k: (r.embeddings, r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, cfg.association,
+        {k: r.activations for k, r in mods.items()},
     )
     surv = survival(root, labels, assoc, {k: r.cohorts for k, r in mods.items()}, str(cfg.inputs.outcomes),
                     cfg.survival, cfg.association)

@@ -6,7 +6,8 @@ Per split (discovery, validation; patients never in both) and per modality:
 2. age+sex-adjusted score test of every pair (models/score_test.py);
 3. BH q and Bonferroni over every test of the split (all modalities and outcomes);
 4. exact adjusted logistic fits (outcome ~ cohort + age + sex; Firth as an option) for
-   the pairs selected in discovery, fitted in both splits (models/exact.py);
+   the pairs selected in discovery, fitted in both splits (models/exact.py); as an option
+   also outcome ~ standardised activation + age + sex, OR per SD (models/activation_sd.py);
 5. rank and replication (models/ranking.py).
 Pairs below the minimum counts, outcomes without cases and the like are flagged in the
 row, never dropped.
@@ -21,11 +22,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from data_contracts.config import AssociationConfig
+from models.activation_sd import fit_per_sd
 from models.exact import COLUMNS as EXACT_COLUMNS
 from models.exact import adjusted_columns, fit_pairs, select_pairs
 from models.ranking import KEY, add_multiplicity, rank_discovery, replication
 from models.score_test import covariate_design, score_test
-from models.screen import fisher_exact_2sided, odds_ratio_woolf, two_by_two
+from models.screen import Z95, fisher_exact_2sided, odds_ratio_woolf, two_by_two
 from models.split import DISCOVERY, VALIDATION
 
 
@@ -161,12 +163,17 @@ def associate_splits(
     om: OutcomeMatrices,
     split: np.ndarray,
     cfg: AssociationConfig,
+    activations: dict[str, sp.spmatrix] | None = None,
 ) -> pd.DataFrame:
     """Every pair of every modality in both splits (ASSOCIATIONS rows, unsorted).
 
     `exposures`: modality -> (E over om.study_ids, testable per feature, the studies the
     modality encoded); `split`: the split of each study. BH and Bonferroni run over every
-    test of a split; exact fits are chosen in discovery and made in both splits."""
+    test of a split; exact fits are chosen in discovery and made in both splits.
+    `activations` (modality -> studies x features values over om.study_ids) is needed
+    with cfg.or_per_sd."""
+    if cfg.or_per_sd and (activations is None or set(activations) != set(exposures)):
+        raise ValueError("or_per_sd needs an activation matrix for every modality")
     Z, cov_ok = om.design, om.has_covariates
     frames, selected = [], None
     for name in (DISCOVERY, VALIDATION):
@@ -180,7 +187,8 @@ def associate_splits(
         if selected is None:
             selected = select_pairs(df, cfg)
         adj = {m: (e[0], om.M & in_split & (e[2] & cov_ok)[:, None], nulls[m]) for m, e in exposures.items()}
-        frames.append(_with_exact(df, selected, adj, om, cfg))
+        df = _with_exact(df, selected, adj, om, cfg)
+        frames.append(_with_per_sd(df, selected, adj, activations or {}, om) if cfg.or_per_sd else _no_per_sd(df))
     out = rank_discovery(pd.concat(frames, ignore_index=True), cfg)
     return replication(out, cfg)
 
@@ -207,6 +215,30 @@ def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: Outcome
     merged["flag"] = _join_flags(merged["flag"], merged["exact_flag"])
     method = "firth logistic" if cfg.firth else "logistic"
     return adjusted_columns(merged, method).drop(columns=["exact_flag"])
+
+
+def _with_per_sd(df: pd.DataFrame, selected: pd.DataFrame, adj: dict,
+                 activations: dict[str, sp.spmatrix], om: OutcomeMatrices) -> pd.DataFrame:
+    """OR per SD of the activation for the pairs selected for exact fits, on the rows of
+    the same adjusted analysis; other pairs get NaN."""
+    fits = []
+    o_index = pd.Index(om.outcome_ids)
+    for mod, sel in selected.groupby("modality"):
+        _, M_adj, (nulls, _) = adj[str(mod)]
+        o = o_index.get_indexer(pd.Index(sel["outcome_id"]))
+        pairs = np.column_stack([sel["feature_id"].to_numpy(int), o])
+        res = fit_per_sd(activations[str(mod)], om.design, om.Y, M_adj, pairs, nulls[o])
+        fits.append(pd.concat([sel[KEY].reset_index(drop=True), res], axis=1))
+    if not fits:
+        return _no_per_sd(df)
+    m = df.merge(pd.concat(fits, ignore_index=True), on=KEY, how="left")
+    b, se = m["sd_log_or"].astype(np.float64), m["sd_se"].astype(np.float64)
+    return m.assign(sd_odds_ratio=np.exp(b), sd_ci_low=np.exp(b - Z95 * se), sd_ci_high=np.exp(b + Z95 * se),
+                    sd_p_value=m["sd_p_value"].astype(np.float64)).drop(columns=["sd_log_or", "sd_se"])
+
+
+def _no_per_sd(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(sd_odds_ratio=np.nan, sd_ci_low=np.nan, sd_ci_high=np.nan, sd_p_value=np.nan, sd_flag=None)
 
 
 def _join_flags(a: pd.Series, b: pd.Series) -> pd.Series:

@@ -42,6 +42,9 @@ _ASSOC_OPTIONAL = (
     "adj_method",
     "score_q",
     "replicated",
+    "sd_odds_ratio",  # option or_per_sd
+    "sd_ci_low",
+    "sd_ci_high",
 )
 
 
@@ -111,6 +114,9 @@ def build_data(
         "adj_or_ci_high",
         "adj_p_value",
         "score_q",
+        "sd_odds_ratio",
+        "sd_ci_low",
+        "sd_ci_high",
     ):
         a[c] = pd.to_numeric(a[c], errors="coerce").astype("float64")
     a["feature_id"] = a["feature_id"].astype("int64")

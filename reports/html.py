@@ -188,7 +188,8 @@ def _outcome_top(d: ReportData, o: Row, n: int) -> str:
         )
     )
     scale = p_scale(rows)
-    body = "".join(_top_row(d, r, scale) for r in rows.to_dict("records"))
+    per_sd = bool(rows["sd_odds_ratio"].notna().any())  # the column only when the option ran
+    body = "".join(_top_row(d, r, scale, per_sd) for r in rows.to_dict("records"))
     head = _thead(
         [
             "Rank",
@@ -200,17 +201,18 @@ def _outcome_top(d: ReportData, o: Row, n: int) -> str:
             "OR (95% CI)",
             "q",
             "Adjusted OR (95% CI)",
+            *(["OR per SD (95% CI)"] if per_sd else []),
             "Adjusted q",
             "Replicated",
             "Label score",
         ],
-        numeric={0, 4, 5, 6, 7, 8, 9, 11},
+        numeric={0, 4, 5, 6, 7, 8, 9, 10, 12} if per_sd else {0, 4, 5, 6, 7, 8, 9, 11},
     )
     surv = survival_section(d.surv, d.curves, oid, lambda m, f: feature_link(d, m, f))  # type: ignore[arg-type]
     return f'{title}{base}{note}<table class="sortable">{head}<tbody>{body}</tbody></table>{surv}'
 
 
-def _top_row(d: ReportData, r: Row, scale: float) -> str:
+def _top_row(d: ReportData, r: Row, scale: float, per_sd: bool = False) -> str:
     share = exposed_pct(r)
     cls = ' class="unranked"' if missing(r["rank"]) else ""
     return (
@@ -224,6 +226,7 @@ def _top_row(d: ReportData, r: Row, scale: float) -> str:
         + td(or_ci(r["odds_ratio"], r["or_ci_low"], r["or_ci_high"]), r["odds_ratio"], "num")
         + td(pval(r["q_value"]), r["q_value"], "num")
         + td(or_ci(r["adj_odds_ratio"], r["adj_or_ci_low"], r["adj_or_ci_high"]), r["adj_odds_ratio"], "num")
+        + (td(or_ci(r["sd_odds_ratio"], r["sd_ci_low"], r["sd_ci_high"]), r["sd_odds_ratio"], "num") if per_sd else "")
         + td(pval(r["score_q"]), r["score_q"], "num")
         + td(replicated_text(r))
         + td(heldout(d.interp.get((r["modality"], int(r["feature_id"])))), _ba(d, r), "num")

@@ -83,6 +83,8 @@ def _associations(seed: int = 0) -> pd.DataFrame:
     df["adj_or_ci_low"], df["adj_or_ci_high"] = df["adj_odds_ratio"] * 0.7, df["adj_odds_ratio"] * 1.4
     df["adj_p_value"] = df["p_value"]
     df["replicated"] = pd.array(np.where(df["rank"].notna(), True, None), dtype="boolean")
+    df[["sd_odds_ratio", "sd_ci_low", "sd_ci_high", "sd_p_value"]] = np.nan  # option or_per_sd off
+    df["sd_flag"] = None
     # the validation half is in the artifact too; the report shows discovery rows only
     val = df.assign(split="validation")
     val["rank"] = pd.array([pd.NA] * len(val), dtype="Int32")
@@ -318,3 +320,16 @@ def test_survival_section_renders_curve_and_at_risk() -> None:
     n0 = int((d.loc[d.exposed == 1, "time_days"] >= 365.25).sum())
     assert re.search(rf'data-v="{n0}(\.0)?">{n0}<', html) and "2.5 (1.5–4)" in html and "31.0%" in html
     assert survival_section(surv, curve, "heart_failure", str) == ""
+
+
+def test_or_per_sd_column_only_when_present(rendered: tuple[Path, list[Path]], tmp_path: Path) -> None:
+    assert "OR per SD" not in _text(rendered[1][0])
+    a = _associations()
+    hit = (a.modality == "report") & (a.feature_id == 3) & (a.outcome_id == "liver_cancer")
+    a.loc[hit, ["sd_odds_ratio", "sd_ci_low", "sd_ci_high"]] = [1.87, 1.41, 2.49]
+    render_report(tmp_path, _roundtrip(a, ASSOCIATIONS.schema), _roundtrip(_interpretations(), INTERPRETATIONS.schema),
+                  _stats(), _top_reports(), OUTCOMES, {"run": "t"}, ReportConfig(top_per_outcome=3))
+    top = _text(tmp_path / "index.html").split('id="o-liver_cancer"')[1].split("</table>")[0]
+    assert "<th" in top and "OR per SD (95% CI)" in top
+    first = top.split("<tbody>")[1].split("</tr>")[0]
+    assert "1.87 (1.41–2.49)" in first and "report #3" in first
