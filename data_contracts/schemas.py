@@ -216,15 +216,21 @@ OUTCOME_LABELS = Contract(
     required=("study_id", "subject_id", "outcome_id", "eligible", "event"),
 )
 
+# Key of one feature x outcome result in one split (discovery | validation, by patient):
+# shared by the associations, survival and KM-curve tables so they join on it.
+PAIR_KEY = (
+    pa.field("modality", pa.string(), nullable=False),
+    pa.field("feature_id", pa.int32(), nullable=False),
+    pa.field("outcome_id", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+)
+
 ASSOCIATIONS = Contract(
     name="associations",
     version="3",
     schema=pa.schema(
         [
-            pa.field("modality", pa.string(), nullable=False),
-            pa.field("feature_id", pa.int32(), nullable=False),
-            pa.field("outcome_id", pa.string(), nullable=False),
-            pa.field("split", pa.string(), nullable=False),  # discovery | validation (by patient)
+            *PAIR_KEY,
             pa.field("n_exposed", pa.int64(), nullable=False),
             pa.field("n_exposed_cases", pa.int64(), nullable=False),
             pa.field("n_unexposed", pa.int64(), nullable=False),
@@ -269,10 +275,7 @@ SURVIVAL = Contract(
     version="1",
     schema=pa.schema(
         [
-            pa.field("modality", pa.string(), nullable=False),
-            pa.field("feature_id", pa.int32(), nullable=False),
-            pa.field("outcome_id", pa.string(), nullable=False),
-            pa.field("split", pa.string(), nullable=False),
+            *PAIR_KEY,
             pa.field("rank", pa.int32()),  # discovery rank of the pair
             pa.field("window_years", pa.float64(), nullable=False),
             pa.field("n", pa.int64(), nullable=False),
@@ -301,10 +304,7 @@ KM_CURVES = Contract(
     version="1",
     schema=pa.schema(
         [
-            pa.field("modality", pa.string(), nullable=False),
-            pa.field("feature_id", pa.int32(), nullable=False),
-            pa.field("outcome_id", pa.string(), nullable=False),
-            pa.field("split", pa.string(), nullable=False),
+            *PAIR_KEY,
             pa.field("group", pa.string(), nullable=False),  # exposed | unexposed
             pa.field("time_days", pa.float64(), nullable=False),
             pa.field("cum_incidence", pa.float64(), nullable=False),
