@@ -44,8 +44,14 @@ def save_sae(model: SparseAutoencoder, cfg: SAEConfig, directory: Path,
     (directory / META).write_text(json.dumps(meta, indent=2))
 
 
+def read_meta(directory: Path) -> dict[str, Any]:
+    """The checkpoint's JSON half (shape, prefixes, config, metrics), without the weights."""
+    meta: dict[str, Any] = json.loads((directory / META).read_text())
+    return meta
+
+
 def load_sae(directory: Path) -> tuple[SparseAutoencoder, SAEConfig]:
-    meta = json.loads((directory / META).read_text())
+    meta = read_meta(directory)
     cfg = SAEConfig.model_validate(meta["config"])
     model = build_sae(int(meta["d_in"]), cfg)
     model.load_state_dict(load_file(str(directory / WEIGHTS)), strict=True)
@@ -54,7 +60,7 @@ def load_sae(directory: Path) -> tuple[SparseAutoencoder, SAEConfig]:
 
 
 def checkpoint_metrics(directory: Path) -> dict[str, dict[str, float]]:
-    return dict(json.loads((directory / META).read_text()).get("metrics", {}))
+    return dict(read_meta(directory).get("metrics", {}))
 
 
 @dataclass
