@@ -17,7 +17,7 @@ from scipy.stats import norm
 from data_contracts.config import AssociationConfig
 from models.fast_logistic import Moments, Prepared, fit_exposed, moments, prepare
 from models.logistic import fit_batch
-from models.screen import Z95
+from models.screen import Z95, zero_cell
 
 BATCH = 32  # pairs per batch: (n x 32) float64 arrays stay small for n in the 100,000s
 COLUMNS = ["adj_log_or", "adj_se", "adj_p_value", "exact_flag"]
@@ -72,7 +72,7 @@ def _fit_chunk(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray, firth
                start: np.ndarray | None) -> pd.DataFrame:
     a, n1 = (X * y).sum(axis=0), (X * W).sum(axis=0)
     cases, n = y.sum(axis=0), W.sum(axis=0)
-    zero = (a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases)
+    zero = zero_cell(a, n1, cases, n)
     res = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
                         "exact_flag": pd.Series(zero).map({True: "separation (zero cell): no ML estimate",
                                                            False: None})})
@@ -111,7 +111,7 @@ def fast_pairs(
         cases, n = float((y & w).sum()), float(w.sum())
         a = np.array([y[r].sum() for r in rows], dtype=np.float64)
         n1 = np.array([len(r) for r in rows], dtype=np.float64)
-        ok = ~((a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases))
+        ok = ~zero_cell(a, n1, cases, n)
         if not ok.any():
             continue
         idx, rows = idx[ok], [r for r, k in zip(rows, ok, strict=True) if k]

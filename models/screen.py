@@ -38,11 +38,17 @@ def two_by_two(E: sp.spmatrix, Y: np.ndarray, M: np.ndarray) -> tuple[np.ndarray
     return a, n1, cases, n
 
 
+def zero_cell(a: np.ndarray, n1: np.ndarray, cases: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """True where a 2x2 table (a exposed cases, n1 exposed, `cases` total cases, n total)
+    has a zero cell: a, n1 - a, cases - a or n - n1 - cases + a."""
+    return (a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases)
+
+
 def odds_ratio_woolf(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, ...]:
     """Odds ratio ad/bc with Woolf CI; +0.5 to all four cells of tables with a zero cell.
     Returns (or, ci_low, ci_high, corrected_mask)."""
     a, b, c, d = (np.asarray(v, dtype=np.float64) for v in (a, b, c, d))
-    zero = (a == 0) | (b == 0) | (c == 0) | (d == 0)
+    zero = zero_cell(a, a + b, a + c, a + b + c + d)  # exact for counts (integers below 2**53)
     a, b, c, d = (np.where(zero, v + 0.5, v) for v in (a, b, c, d))
     with np.errstate(divide="ignore", invalid="ignore"):
         log_or = np.log(a) + np.log(d) - np.log(b) - np.log(c)
