@@ -167,15 +167,6 @@ class SparseAutoencoder(nn.Module):
     def renorm_decoder(self) -> None:
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
-    @torch.no_grad()
-    def project_decoder_grad(self) -> None:
-        """Remove the gradient component parallel to each unit decoder row, so a step
-        changes direction, not norm (which renormalisation would undo anyway)."""
-        if self.W_dec.grad is None:
-            return
-        w, g = self.W_dec.data, self.W_dec.grad
-        g.sub_((g * w).sum(dim=1, keepdim=True) * w)
-
 
 def pad_rows(rows: torch.Tensor, cols: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Coordinates sorted by row -> padded (n_rows, W) ids and validity mask, W = the most

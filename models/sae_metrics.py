@@ -12,9 +12,6 @@ All metrics are computed in the SAE's normalised input space, over the rows give
 
 from __future__ import annotations
 
-import itertools
-import math
-
 import numpy as np
 import torch
 
@@ -87,15 +84,3 @@ def evaluate(model: SparseAutoencoder, x: np.ndarray, batch_size: int = 4096) ->
     """Metrics of `model` on the rows of `x` (raw inputs)."""
     return evaluate_batches(model, (x[s : s + batch_size] for s in range(0, len(x), batch_size)))
 
-
-def fvu(x: torch.Tensor, x_hat: torch.Tensor) -> float:
-    """Fraction of variance unexplained of a single tensor pair (same definition as above)."""
-    resid = (x - x_hat).pow(2).sum()
-    total = (x - x.mean(dim=0, keepdim=True)).pow(2).sum().clamp_min(1e-12)
-    return float(resid / total)
-
-
-def is_monotone_decreasing(values: list[float], tol: float = 0.0) -> bool:
-    return all(b <= a + tol for a, b in itertools.pairwise(values)) and not any(
-        math.isnan(v) for v in values
-    )
