@@ -20,11 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import norm
 
-from models.logistic import fit_batch
+from models.logistic import DEAD_OUTCOME, batches, dead_outcome, fit_batch, wald_last
 
-BATCH = 32  # pairs per batch, as in models/exact.py
 COLUMNS = ["sd_log_or", "sd_se", "sd_p_value", "sd_flag"]
 ZERO_VARIANCE = "activation has zero variance in the analysis rows: no OR per SD"
 SEPARATED = "separation (cases at one end of the activation): no ML estimate"
@@ -63,8 +61,7 @@ def fit_per_sd(A: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pair
     out = pd.DataFrame({"sd_log_or": np.nan, "sd_se": np.nan, "sd_p_value": np.nan, "sd_flag": None},
                        index=range(len(pairs)))
     Acsc = sp.csc_matrix(A)
-    for lo in range(0, len(pairs), BATCH):
-        chunk = np.arange(lo, min(lo + BATCH, len(pairs)))
+    for chunk in batches(np.arange(len(pairs))):
         f, o = pairs[chunk, 0], pairs[chunk, 1]
         W = M[:, o].astype(bool)
         raw = Acsc[:, f].toarray()
@@ -73,11 +70,11 @@ def fit_per_sd(A: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pair
         y = (Y[:, o] & W).astype(np.float64)
         cases, n = y.sum(axis=0), W.sum(axis=0)
         varies = np.array([ok for _, ok in std], dtype=bool)
-        dead = (cases == 0) | (cases == n)
+        dead = dead_outcome(cases, n)
         sep = np.array([separated(X[:, j], y[:, j] > 0, W[:, j]) for j in range(len(chunk))], dtype=bool)
         out.loc[chunk[sep], "sd_flag"] = SEPARATED
         out.loc[chunk[~varies], "sd_flag"] = ZERO_VARIANCE
-        out.loc[chunk[dead], "sd_flag"] = "outcome not estimable: no cases or no non-cases"
+        out.loc[chunk[dead], "sd_flag"] = DEAD_OUTCOME
         fit_idx = np.flatnonzero(varies & ~dead & ~sep)
         if len(fit_idx):
             null = None if start is None else start[chunk[fit_idx]]
@@ -112,7 +109,7 @@ def separated(x: np.ndarray, case: np.ndarray, w: np.ndarray) -> bool:
 
 def _fit(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray, start: np.ndarray | None) -> pd.DataFrame:
     fit = fit_batch(Z, y, weights=W.astype(np.float64), X=X, start=start)
-    beta, se = fit.params[:, -1], np.sqrt(fit.cov[:, -1, -1])
+    beta, se, p = wald_last(fit)
     ok = fit.converged
     extreme = np.asarray(((W > 0) & ((fit.mu < EPS_MU) | (fit.mu > 1 - EPS_MU))).any(axis=0), bool)
     flag = [None if not c else "fitted probabilities numerically 0 or 1 (possible separation)" for c in extreme]
@@ -120,6 +117,6 @@ def _fit(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray, start: np.n
     return pd.DataFrame({
         "sd_log_or": np.where(ok, beta, np.nan),
         "sd_se": np.where(ok, se, np.nan),
-        "sd_p_value": np.where(ok, 2 * norm.sf(np.abs(beta / se)), np.nan),
+        "sd_p_value": np.where(ok, p, np.nan),
         "sd_flag": flag,
     })

@@ -12,14 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import norm
 
 from data_contracts.config import AssociationConfig
 from models.fast_logistic import Moments, Prepared, fit_exposed, moments, prepare
-from models.logistic import fit_batch
+from models.logistic import DEAD_OUTCOME, batches, dead_outcome, fit_batch, wald_last, wald_p
 from models.screen import Z95, zero_cell
 
-BATCH = 32  # pairs per batch: (n x 32) float64 arrays stay small for n in the 100,000s
 COLUMNS = ["adj_log_or", "adj_se", "adj_p_value", "exact_flag"]
 
 
@@ -57,8 +55,7 @@ def fit_pairs(
         fast, done = fast_pairs(Ecsc, Z, Y, M, pairs, start, prep, given)
         out.loc[done, COLUMNS] = fast.loc[done, COLUMNS].to_numpy()
         order = order[~done[order]]
-    for lo in range(0, len(order), BATCH):
-        chunk = order[lo:lo + BATCH]
+    for chunk in batches(order):
         f, o = pairs[chunk, 0], pairs[chunk, 1]
         X = Ecsc[:, f].toarray()
         W = M[:, o].astype(np.float64)
@@ -76,17 +73,17 @@ def _fit_chunk(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray, firth
     res = pd.DataFrame({"adj_log_or": np.nan, "adj_se": np.nan, "adj_p_value": np.nan,
                         "exact_flag": pd.Series(zero).map({True: "separation (zero cell): no ML estimate",
                                                            False: None})})
-    dead = (cases == 0) | (cases == n)
-    res.loc[dead, "exact_flag"] = "outcome not estimable: no cases or no non-cases"
+    dead = dead_outcome(cases, n)
+    res.loc[dead, "exact_flag"] = DEAD_OUTCOME
     fit_cols = np.flatnonzero((~zero | firth) & ~dead)
     if not len(fit_cols):
         return res
     st = None if start is None else np.nan_to_num(start[fit_cols])
     fit = fit_batch(Z, y[:, fit_cols], weights=W[:, fit_cols], X=X[:, fit_cols], firth=firth, start=st)
-    beta, se = fit.params[:, -1], np.sqrt(fit.cov[:, -1, -1])
+    beta, se, p = wald_last(fit)
     res.loc[fit_cols, "adj_log_or"] = np.where(fit.converged, beta, np.nan)
     res.loc[fit_cols, "adj_se"] = np.where(fit.converged, se, np.nan)
-    res.loc[fit_cols, "adj_p_value"] = np.where(fit.converged, 2 * norm.sf(np.abs(beta / se)), np.nan)
+    res.loc[fit_cols, "adj_p_value"] = np.where(fit.converged, p, np.nan)
     res.loc[fit_cols[~fit.converged], "exact_flag"] = "did not converge (possible separation)"
     if firth:
         res.loc[fit_cols[zero[fit_cols]], "exact_flag"] = "zero cell: Firth estimate"
@@ -128,7 +125,7 @@ def fast_pairs(
         beta, se = theta[:, -1], np.sqrt(cov[:, -1, -1])
         out.loc[idx[good], "adj_log_or"] = beta[good]
         out.loc[idx[good], "adj_se"] = se[good]
-        out.loc[idx[good], "adj_p_value"] = 2 * norm.sf(np.abs(beta[good] / se[good]))
+        out.loc[idx[good], "adj_p_value"] = wald_p(beta[good], se[good])
         done[idx[good]] = True
     return out, done
 

@@ -14,12 +14,16 @@ default profile-likelihood intervals are not computed).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
+from scipy.stats import norm
 
 MAX_STEP = 5.0  # cap on a Newton step: keeps early iterations from overshooting
+BATCH = 32  # exposure fits per batch: (n x 32) float64 arrays stay small for n in the 100,000s
+DEAD_OUTCOME = "outcome not estimable: no cases or no non-cases"
 
 
 @dataclass(frozen=True)
@@ -123,3 +127,27 @@ def _gradient(Z: np.ndarray, X: np.ndarray | None, r: np.ndarray) -> np.ndarray:
     if X is None:
         return g
     return np.concatenate([g, np.einsum("ib,ib->b", X, r)[:, None]], axis=1)
+
+
+def batches(order: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive slices of `order`, BATCH entries each (the last may be shorter)."""
+    for lo in range(0, len(order), BATCH):
+        yield order[lo:lo + BATCH]
+
+
+def dead_outcome(cases: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """True where an outcome column has no cases or no non-cases among its rows: no fit
+    can estimate anything (flag it with DEAD_OUTCOME)."""
+    return (cases == 0) | (cases == n)
+
+
+def wald_last(fit: BatchFit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(estimate, SE, two-sided Wald p) of the last coefficient (the exposure) of every
+    fit in the batch, converged or not (mask with fit.converged)."""
+    beta, se = fit.params[:, -1], np.sqrt(fit.cov[:, -1, -1])
+    return beta, se, wald_p(beta, se)
+
+
+def wald_p(beta: np.ndarray, se: np.ndarray) -> np.ndarray:
+    """Two-sided Wald p of estimates with standard errors `se`."""
+    return 2 * norm.sf(np.abs(beta / se))
