@@ -15,7 +15,7 @@ which finds everything cached and only assembles.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,14 +54,17 @@ def select_months(months: Iterable[str], since: str | None = None, until: str | 
     return sorted({m for m in months if lo <= m <= hi})
 
 
+def _not_done(frame: pd.DataFrame, months: Iterable[str],
+              done: Callable[[str], Collection[str]]) -> pd.DataFrame:
+    """Rows of `frame` in `months` whose study_id is not in `done(month)`."""
+    rows = frame[frame["month"].isin(list(months))]
+    parts = [g[~g["study_id"].isin(done(str(m)))] for m, g in rows.groupby("month", sort=True)]
+    return pd.concat(parts) if parts else frame.iloc[:0]
+
+
 def pending(cache: EmbeddingCache, frame: pd.DataFrame, months: Sequence[str]) -> pd.DataFrame:
     """Rows of `frame` in `months` without a committed vector or error."""
-    parts = []
-    for m in months:
-        rows = frame[frame["month"] == m]
-        done = cache.done_ids(m)
-        parts.append(rows[~rows["study_id"].isin(done)])
-    return pd.concat(parts) if parts else frame.iloc[:0]
+    return _not_done(frame, months, cache.done_ids)
 
 
 def fill_cache(cache: EmbeddingCache, encoder: Encoder, todo: pd.DataFrame, commit_every: int) -> dict[str, int]:
@@ -119,10 +122,22 @@ def fill_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig
     return counts
 
 
-def _assemble(cache: EmbeddingCache, frame: pd.DataFrame, w: ArtifactWriter, source: str, column: str) -> None:
-    cached = [cache.read_month(m) for m in sorted(frame["month"].unique())]
-    got = frame[["study_id"]].merge(pd.concat(cached) if cached else cache.read_month("0001-01"),
-                                    on="study_id", how="left")  # studies-table order
+def _cached_rows(cache: EmbeddingCache, encoder: Encoder, frame: pd.DataFrame, commit_every: int) -> pd.DataFrame:
+    """Cache rows of every month of `frame`, each month read once. Studies with no row
+    (normally none: the flow's partition tasks filled the cache) are embedded first and
+    only their months read again."""
+    months = sorted(frame["month"].unique())
+    cached = {m: cache.read_month(m) for m in months}
+    todo = _not_done(frame, months, lambda m: cached[m]["study_id"])
+    if len(todo):
+        fill_cache(cache, encoder, todo, commit_every)
+        cached.update({m: cache.read_month(m) for m in sorted(todo["month"].unique())})
+    return pd.concat([cached[m] for m in months]) if months else cache.read_month("0001-01")
+
+
+def _assemble(cache: EmbeddingCache, cached: pd.DataFrame, frame: pd.DataFrame, w: ArtifactWriter,
+              source: str, column: str) -> None:
+    got = frame[["study_id"]].merge(cached, on="study_id", how="left")  # studies-table order
     lost = got.loc[got["embedding"].isna() & got["error"].isna(), "study_id"].tolist()
     if lost:
         raise RuntimeError(f"{cache.dir}: {len(lost)} studies missing from the cache, e.g. {lost[:3]}")
@@ -147,8 +162,9 @@ def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfi
     def build(w: ArtifactWriter) -> None:
         cache = EmbeddingCache(store.root, modality.modality, identity)
         frame = studies_frame(store, studies, modality)
-        fill_cache(cache, encoder, pending(cache, frame, select_months(frame["month"])), modality.commit_every)
-        _assemble(cache, frame, w, f"embed:{modality.modality}:{encoder.name}", _SOURCE_COLUMN[modality.modality])
+        cached = _cached_rows(cache, encoder, frame, modality.commit_every)
+        _assemble(cache, cached, frame, w, f"embed:{modality.modality}:{encoder.name}",
+                  _SOURCE_COLUMN[modality.modality])
 
     return run_stage(store, "embeddings", EMBEDDINGS.key, [studies], params, build)
 
