@@ -133,11 +133,17 @@ class SparseAutoencoder(nn.Module):
                                                  self.workspace)
         return vals
 
-    def encode_code(self, xn: torch.Tensor, training: bool = False,
-                    dtype: torch.dtype = torch.float32) -> SparseCode:
+    def encode_with_pre(self, xn: torch.Tensor, training: bool = False,
+                        dtype: torch.dtype = torch.float32) -> tuple[SparseCode, torch.Tensor]:
+        """The code and the dense pre-activations it was selected from (the trainer's AuxK
+        reuses them). Selected values are recomputed in fp32 when `dtype` is not fp32."""
         pre = self.pre_acts(xn, dtype)
         cols, valid = self.select(pre, training)
-        return SparseCode(cols, self.values(xn, pre, cols, valid, recompute=dtype != torch.float32))
+        return SparseCode(cols, self.values(xn, pre, cols, valid, recompute=dtype != torch.float32)), pre
+
+    def encode_code(self, xn: torch.Tensor, training: bool = False,
+                    dtype: torch.dtype = torch.float32) -> SparseCode:
+        return self.encode_with_pre(xn, training, dtype)[0]
 
     # ------------------------------------------------------------ decoding
     def decode_weights(self, weights: torch.Tensor, cols: torch.Tensor, project: bool = False,

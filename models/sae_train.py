@@ -166,7 +166,6 @@ class Stepper:
                  dtype: torch.dtype = torch.float32) -> None:
         self.model, self.cfg, self.total, self.dead_after, self.dtype = model, cfg, total, dead_after, dtype
         self.params = list(model.parameters())
-        self.recompute = dtype != torch.float32
         model.workspace = Workspace()
         dev = model.W_dec.device
         fused = dev.type in ("cpu", "cuda")
@@ -176,9 +175,7 @@ class Stepper:
 
     def loss(self, xb: torch.Tensor) -> tuple[torch.Tensor, SparseCode]:
         m = self.model
-        pre = m.pre_acts(xb, self.dtype)
-        cols, valid = m.select(pre, training=True)
-        code = SparseCode(cols, m.values(xb, pre, cols, valid, recompute=self.recompute))
+        code, pre = m.encode_with_pre(xb, training=True, dtype=self.dtype)
         recon = m.decode_prefixes(code, project=True)  # (P, B, d); P = 1 unless Matryoshka
         loss = (recon - xb).pow(2).sum(-1).mean()  # mean over prefixes and rows
         dead = self.since_fired >= self.dead_after
@@ -198,7 +195,7 @@ class Stepper:
         k_aux = min(self.auxk_k, len(dead_idx))
         pos = topk_indices(pre[:r].index_select(1, dead_idx), k_aux)
         cols = dead_idx[pos]
-        vals = m.values(xb[:r], pre[:r], cols, recompute=self.recompute)
+        vals = m.values(xb[:r], pre[:r], cols, recompute=self.dtype != torch.float32)
         e = (xb[:r] - x_hat[:r]).detach()
         e_hat = m.decode_weights(vals.unsqueeze(1), cols, project=True, tag="auxk")[:, 0]
         return (e_hat - e).pow(2).sum() / (e - e.mean(0)).pow(2).sum().clamp_min(1e-12)
