@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 import uuid
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_contracts.schemas import EMBEDDING_BATCH
+from data_contracts.store import atomic_write_bytes
 from data_contracts.validate import conform_table
 
 IDENTITY_FILE = "identity.json"
@@ -57,15 +57,6 @@ def identity_key(identity: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class EmbeddingCache:
     """Committed embeddings of one modality by one encoder identity."""
 
@@ -79,7 +70,7 @@ class EmbeddingCache:
         if not f.is_file():
             self.dir.mkdir(parents=True, exist_ok=True)
             text = json.dumps(self.identity, indent=2, sort_keys=True, default=str)
-            _atomic_write_bytes(f, text.encode())
+            atomic_write_bytes(f, text.encode())
 
     def month_dir(self, month: str) -> Path:
         return self.dir / f"month={check_month(month)}"
@@ -133,5 +124,5 @@ class EmbeddingCache:
         final = d / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        _atomic_write_bytes(final, sink.getvalue().to_pybytes())
+        atomic_write_bytes(final, sink.getvalue().to_pybytes())
         return final

@@ -61,6 +61,17 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a uniquely named hidden temporary file beside `path`, flush it to disk
+    and rename it into place, so readers see the old file or the whole new one."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -285,7 +296,5 @@ class ArtifactStore:
             "artifacts": [r.to_dict() for r in refs],
         }
         final = runs / f"{run_id}.json"
-        tmp = runs / f".{run_id}.json.tmp"
-        tmp.write_text(json.dumps(record, indent=2, default=str))
-        os.replace(tmp, final)
+        atomic_write_bytes(final, json.dumps(record, indent=2, default=str).encode())
         return final
