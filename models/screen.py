@@ -38,7 +38,7 @@ def two_by_two(E: sp.spmatrix, Y: np.ndarray, M: np.ndarray) -> tuple[np.ndarray
     return a, n1, cases, n
 
 
-def zero_cell(a: np.ndarray, n1: np.ndarray, cases: np.ndarray, n: np.ndarray) -> np.ndarray:
+def zero_cell(a: np.ndarray, n1: np.ndarray, cases: np.ndarray | float, n: np.ndarray | float) -> np.ndarray:
     """True where a 2x2 table (a exposed cases, n1 exposed, `cases` total cases, n total)
     has a zero cell: a, n1 - a, cases - a or n - n1 - cases + a."""
     return (a == 0) | (a == n1) | (a == cases) | (n1 - a == n - cases)
