@@ -16,6 +16,7 @@ row, never dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,7 @@ class OutcomeMatrices:
     def has_covariates(self) -> np.ndarray:
         return np.isfinite(self.age) & np.isfinite(self.male)
 
-    @property
+    @cached_property  # built once: every split, modality and fit of a run reuses it
     def design(self) -> np.ndarray:
         return covariate_design(self.age, self.male)
 
@@ -85,7 +86,8 @@ def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, c
                   with_moments: bool = True) -> dict:
     """Crude 2x2 statistics and the adjusted score test of every pair, (features x
     outcomes) arrays. M is the eligibility of this analysis (e.g. one split). Also the
-    per-outcome null coefficients and (with_moments) null-fit moments the exact fits reuse."""
+    per-outcome null coefficients and (with_moments) null-fit moments the exact fits reuse,
+    and the rows of the adjusted analysis ("adjusted_rows": M and covariates known)."""
     a, n1, cases, n = two_by_two(E, Y, M)
     b, c = n1 - a, cases - a
     d = n - n1 - c
@@ -100,7 +102,7 @@ def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, c
             "informative": informative, "p_value": p, "score_p": score.p, "score_log_or": score.log_or,
             "score_se": score.se, "null_ok": np.broadcast_to(score.null_ok, a.shape),
             "null_params": score.null_params, "moments": score.moments,
-            "n_adjusted": np.broadcast_to(adj.sum(axis=0), a.shape)}
+            "n_adjusted": np.broadcast_to(adj.sum(axis=0), a.shape), "adjusted_rows": adj}
 
 
 def screen_frame(arr: dict, testable: np.ndarray, outcome_ids: list[str], cfg: AssociationConfig) -> pd.DataFrame:
@@ -110,7 +112,7 @@ def screen_frame(arr: dict, testable: np.ndarray, outcome_ids: list[str], cfg: A
     def flat(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(np.asarray(x).T).ravel()
 
-    f = {k: flat(v) for k, v in arr.items() if k not in ("null_params", "moments")}
+    f = {k: flat(v) for k, v in arr.items() if k not in ("null_params", "moments", "adjusted_rows")}
     test = np.tile(testable, n_o)
     tested = test & f["informative"]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -178,15 +180,14 @@ def associate_splits(
     frames, selected = [], None
     for name in (DISCOVERY, VALIDATION):
         in_split = (split == name)[:, None]
-        parts, nulls = [], {}
+        parts, adj = [], {}
         for mod, (E, testable, encoded) in sorted(exposures.items()):
             arr = screen_arrays(E, Z, om.Y, om.M & in_split & encoded[:, None], cov_ok)
-            nulls[mod] = (arr["null_params"], arr["moments"])
+            adj[mod] = (E, arr["adjusted_rows"], (arr["null_params"], arr["moments"]))
             parts.append(screen_frame(arr, testable, om.outcome_ids, cfg).assign(modality=mod))
         df = add_multiplicity(pd.concat(parts, ignore_index=True)).assign(split=name)
         if selected is None:
             selected = select_pairs(df, cfg)
-        adj = {m: (e[0], om.M & in_split & (e[2] & cov_ok)[:, None], nulls[m]) for m, e in exposures.items()}
         df = _with_exact(df, selected, adj, om, cfg)
         frames.append(_with_per_sd(df, selected, adj, activations or {}, om) if cfg.or_per_sd else _no_per_sd(df))
     out = rank_discovery(pd.concat(frames, ignore_index=True), cfg)
