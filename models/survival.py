@@ -45,7 +45,10 @@ def cox_fit(df: pd.DataFrame, duration: str, event: str, covariates: list[str]) 
 
 def km_at(time: np.ndarray, event: np.ndarray, t: float) -> tuple[float, float, float]:
     """Cumulative incidence 1 - S(t) with lifelines' 95% CI (log(-log) Greenwood)."""
-    kmf = KaplanMeierFitter().fit(time, event)
+    return _km_window(KaplanMeierFitter().fit(time, event), t)
+
+
+def _km_window(kmf: KaplanMeierFitter, t: float) -> tuple[float, float, float]:
     s = float(kmf.survival_function_at_times(t).iloc[0])
     ci = kmf.confidence_interval_survival_function_
     row = ci[ci.index <= t].iloc[-1]
@@ -60,14 +63,14 @@ def survival_pair(d: pd.DataFrame, window_days: float, min_events: int) -> tuple
     row: dict[str, Any] = {"n": len(d), "n_exposed": int(d["exposed"].sum()), "n_events": int(d["event"].sum()),
                            "n_exposed_events": ev_exp}
     row.update(_cox_row(d, ev_exp, min_events, flags))
-    for name, g in GROUPS:
-        sub = d[d["exposed"] == g]
-        ci = km_at(sub["time_days"].to_numpy(), sub["event"].to_numpy(), window_days) if len(sub) else (np.nan,) * 3
+    fits = _km_groups(d)
+    for name, _ in GROUPS:
+        ci = _km_window(fits[name][1], window_days) if name in fits else (np.nan,) * 3
         row.update({f"cuminc_{name}": ci[0], f"cuminc_{name}_low": ci[1], f"cuminc_{name}_high": ci[2]})
     both = (d["exposed"] == 1).any() and (d["exposed"] == 0).any()
     row["logrank_p"] = _logrank(d) if both and d["event"].any() else np.nan
     row["flag"] = "; ".join(flags) or None
-    return row, km_curve(d, window_days)
+    return row, km_curve(d, window_days, fits)
 
 
 def _cox_row(d: pd.DataFrame, ev_exp: int, min_events: int, flags: list[str]) -> dict[str, Any]:
@@ -93,16 +96,24 @@ def _logrank(d: pd.DataFrame) -> float:
     return float(res.p_value)
 
 
-def km_curve(d: pd.DataFrame, window_days: float) -> pd.DataFrame:
-    """Step points of each group's cumulative incidence plus yearly marks (with `year` and
-    the number at risk: durations >= t), ready for plotting."""
-    frames = []
-    years = np.arange(0, int(np.floor(window_days / YEAR_DAYS)) + 1)
+def _km_groups(d: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, KaplanMeierFitter]]:
+    """Each non-empty group's rows and Kaplan-Meier fit, in GROUPS order."""
+    fits = {}
     for name, g in GROUPS:
         sub = d[d["exposed"] == g]
-        if sub.empty:
-            continue
-        kmf = KaplanMeierFitter().fit(sub["time_days"], sub["event"])
+        if len(sub):
+            fits[name] = (sub, KaplanMeierFitter().fit(sub["time_days"].to_numpy(), sub["event"].to_numpy()))
+    return fits
+
+
+def km_curve(d: pd.DataFrame, window_days: float,
+             fits: dict[str, tuple[pd.DataFrame, KaplanMeierFitter]] | None = None) -> pd.DataFrame:
+    """Step points of each group's cumulative incidence plus yearly marks (with `year` and
+    the number at risk: durations >= t), ready for plotting. `fits`: _km_groups(d), if
+    already made."""
+    frames = []
+    years = np.arange(0, int(np.floor(window_days / YEAR_DAYS)) + 1)
+    for name, (sub, kmf) in (_km_groups(d) if fits is None else fits).items():
         ci = kmf.confidence_interval_survival_function_
         times = np.union1d(kmf.timeline[kmf.timeline <= window_days], years * YEAR_DAYS)
         idx = np.searchsorted(kmf.timeline, times, side="right") - 1
