@@ -80,11 +80,6 @@ class EmbeddingCache:
         d = self.month_dir(month)
         return sorted(d.glob("part-*.parquet")) if d.is_dir() else []
 
-    def months(self) -> list[str]:
-        if not self.dir.is_dir():
-            return []
-        return sorted(p.name.removeprefix("month=") for p in self.dir.glob("month=*") if p.is_dir())
-
     def done_ids(self, month: str) -> set[str]:
         """Studies of a month with a committed vector or error."""
         done: set[str] = set()
