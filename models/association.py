@@ -82,11 +82,10 @@ def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: in
     return E
 
 
-def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, cov_ok: np.ndarray,
-                  with_moments: bool = True) -> dict:
+def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, cov_ok: np.ndarray) -> dict:
     """Crude 2x2 statistics and the adjusted score test of every pair, (features x
     outcomes) arrays. M is the eligibility of this analysis (e.g. one split). Also the
-    per-outcome null coefficients and (with_moments) null-fit moments the exact fits reuse,
+    per-outcome null coefficients and null-fit moments the exact fits reuse,
     and the rows of the adjusted analysis ("adjusted_rows": M and covariates known)."""
     a, n1, cases, n = two_by_two(E, Y, M)
     b, c = n1 - a, cases - a
@@ -96,7 +95,7 @@ def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, c
     p = np.full(a.shape, np.nan)
     p[informative] = fisher_exact_2sided(a[informative], n1[informative], cases[informative], n[informative])
     adj = M & cov_ok[:, None]
-    score = score_test(E, Z, Y, adj, with_moments)
+    score = score_test(E, Z, Y, adj, with_moments=True)
     return {"a": a, "n1": n1, "cases": cases, "n": n, "b": b, "c": c, "d": d,
             "odds_ratio": or_, "or_ci_low": lo, "or_ci_high": hi, "corrected": corrected,
             "informative": informative, "p_value": p, "score_p": score.p, "score_log_or": score.log_or,
