@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from reports.templates import esc, integer, missing, num, pct, pval, td
+from reports.templates import esc, integer, missing, or_ci, pct, pval, td
 
 W, H, PAD = 320, 150, 28
 COLOURS = {"exposed": "#c0392b", "unexposed": "#2c3e50"}
 
 
 def _hr(r: dict) -> str:
-    if missing(r.get("hazard_ratio")):
-        return "–"
-    return f"{num(r['hazard_ratio'])} ({num(r['hr_ci_low'])}–{num(r['hr_ci_high'])})"
+    return or_ci(r.get("hazard_ratio"), r.get("hr_ci_low"), r.get("hr_ci_high"))
 
 
 def _cuminc(r: dict, g: str) -> str:
@@ -75,12 +73,13 @@ def survival_section(surv: pd.DataFrame, curves: pd.DataFrame, outcome_id: str, 
     if disc.empty:
         return ""
     val = s[s["split"] == "validation"].set_index(["modality", "feature_id"])
+    mine = curves[(curves["outcome_id"] == outcome_id) & (curves["split"] == "discovery")]
+    by_hit = dict(tuple(mine.groupby(["modality", "feature_id"], sort=False)))
     rows = []
     for r in disc.to_dict("records"):
         key = (r["modality"], r["feature_id"])
         v = val.loc[key].to_dict() if key in val.index else {}
-        c = curves[(curves["outcome_id"] == outcome_id) & (curves["split"] == "discovery")
-                   & (curves["modality"] == r["modality"]) & (curves["feature_id"] == r["feature_id"])]
+        c = by_hit.get(key, mine.iloc[:0])
         rows.append(
             "<tr>" + td(link(r["modality"], r["feature_id"]), r["feature_id"], "nowrap")  # type: ignore[operator]
             + td(_hr(r), r.get("hazard_ratio"), "num") + td(_hr(v), v.get("hazard_ratio"), "num")
