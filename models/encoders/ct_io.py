@@ -13,6 +13,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
 # What readers raise on corrupt or odd files: nibabel/gzip errors for NIfTI; malformed DICOM
@@ -23,10 +24,28 @@ _LOAD_ERRORS: tuple[type[Exception], ...] = (
     KeyError, IndexError, TypeError, AttributeError, NotImplementedError,
 )
 RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))
+BODY_HU = -500.0  # voxels above this are patient/table, below are air or lung outside
+MIN_AXIS = 8
 
 
 class CTVolumeError(ValueError):
     """The volume cannot be used (missing, unreadable, not a CT, wrong shape): a per-item error."""
+
+
+def check_ct_volume(volume_hu: np.ndarray, min_axis: int = MIN_AXIS) -> None:
+    """Raise CTVolumeError with a reason when `volume_hu` is not a usable CT volume."""
+    if volume_hu.ndim != 3:
+        raise CTVolumeError(f"not 3-D (shape {tuple(volume_hu.shape)})")
+    if min(volume_hu.shape) < min_axis:
+        raise CTVolumeError(f"too small (shape {tuple(volume_hu.shape)}, need >= {min_axis} "
+                            "voxels along every axis)")
+    if not np.isfinite(volume_hu).all():
+        raise CTVolumeError("volume has non-finite values")
+    lo, hi = float(volume_hu.min()), float(volume_hu.max())
+    if lo == hi:
+        raise CTVolumeError(f"constant volume (all {lo:g})")
+    if hi < 0 or lo > BODY_HU:
+        raise CTVolumeError(f"not a CT in Hounsfield units (min {lo:g}, max {hi:g})")
 
 
 def _has_pydicom() -> bool:

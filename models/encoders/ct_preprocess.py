@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from models.encoders.ct_io import CTVolumeError, load_ct_image
-from models.encoders.ct_radiomics import check_ct_volume
+from models.encoders.ct_io import CTVolumeError, check_ct_volume, load_ct_image
 from models.encoders.parallel import is_missing
 
 SPACING_MM = (1.5, 1.5, 3.0)

@@ -28,15 +28,14 @@ from scipy import ndimage
 
 from data_contracts.config import CTRadiomicsConfig
 from models.encoders.base import EncodeResult, Modality, ProgressFn
-from models.encoders.ct_io import CTVolumeError, load_ct_image
+from models.encoders.ct_io import BODY_HU, CTVolumeError, check_ct_volume, load_ct_image
 from models.encoders.parallel import is_missing, map_items
 
-__all__ = ["CTRadiomicsEncoder", "CTVolumeError", "ct_features", "feature_dim", "feature_names", "load_ct"]
+__all__ = ["CTRadiomicsEncoder", "CTVolumeError", "check_ct_volume", "ct_features", "feature_dim", "feature_names",
+           "load_ct"]
 
 FEATURE_VERSION = "ct_radiomics/1"
-BODY_HU = -500.0  # voxels above this are patient/table, below are air or lung outside
 MAX_AXIS = 256  # larger volumes are strided down to <= this many voxels per axis
-MIN_AXIS = 8
 
 # Contiguous HU bins (lower edges after the first); fractions per region sum to 1.
 BIN_NAMES = ("air", "lung", "transition", "fat", "fluid", "soft_tissue", "enhancing", "bone",
@@ -62,22 +61,6 @@ def feature_names(cfg: CTRadiomicsConfig) -> list[str]:
     gx, gy, gz = cfg.grid
     cells = [f"x{i}_y{j}_z{k}" for i in range(gx) for j in range(gy) for k in range(gz)]
     return [f"{c}/{s}" for c in [*cells, "body"] for s in STAT_NAMES]
-
-
-def check_ct_volume(volume_hu: np.ndarray, min_axis: int = MIN_AXIS) -> None:
-    """Raise CTVolumeError with a reason when `volume_hu` is not a usable CT volume."""
-    if volume_hu.ndim != 3:
-        raise CTVolumeError(f"not 3-D (shape {tuple(volume_hu.shape)})")
-    if min(volume_hu.shape) < min_axis:
-        raise CTVolumeError(f"too small (shape {tuple(volume_hu.shape)}, need >= {min_axis} "
-                            "voxels along every axis)")
-    if not np.isfinite(volume_hu).all():
-        raise CTVolumeError("volume has non-finite values")
-    lo, hi = float(volume_hu.min()), float(volume_hu.max())
-    if lo == hi:
-        raise CTVolumeError(f"constant volume (all {lo:g})")
-    if hi < 0 or lo > BODY_HU:
-        raise CTVolumeError(f"not a CT in Hounsfield units (min {lo:g}, max {hi:g})")
 
 
 def body_bbox(volume_hu: np.ndarray) -> tuple[slice, slice, slice]:
