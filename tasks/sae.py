@@ -18,7 +18,7 @@ from data_contracts.schemas import ACTIVATIONS, SAE_METRICS, SAE_SWEEP
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from models.cohorts import sparse_activations
 from models.devices import resolve_device
-from models.sae_checkpoint import META, load_sae, read_meta, save_sae
+from models.sae_checkpoint import load_sae, read_meta, save_sae
 from models.sae_data import ParquetSource
 from models.sae_encode import iter_encoded
 from models.sae_sweep import sweep_row, sweep_table
@@ -56,9 +56,9 @@ def select_fn(store: ArtifactStore, embeddings: ArtifactRef, runs: Sequence[Arti
     """Write the sweep-results table; return (selected SAE, sweep artifact)."""
     rows = []
     for ref in runs:
-        # Ranking needs only the JSON half; the selected run's weights are verified where
-        # they are used (activations_fn).
-        store.verify(ref, [META])
+        # Every run is checked whole (a damaged run fails the sweep, as before); ranking
+        # then reads only its JSON, not the weights.
+        store.verify(ref)
         meta = read_meta(ref.path)
         rows.append(sweep_row(ref.version, SAEConfig.model_validate(meta["config"]), meta["prefixes"],
                               meta.get("metrics", {})))
