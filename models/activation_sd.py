@@ -29,15 +29,21 @@ SEPARATED = "separation (cases at one end of the activation): no ML estimate"
 EPS_MU = 10 * np.finfo(np.float64).eps
 
 
+def study_feature_matrix(rows: pd.DataFrame, values: np.ndarray, study_ids: np.ndarray,
+                         n_features: int) -> sp.csc_matrix:
+    """(studies x features) matrix of `values` at the (study_id, feature_id) of each row;
+    rows of studies not in `study_ids` are dropped, missing entries are 0, duplicates add."""
+    pos = pd.Index(study_ids).get_indexer(rows["study_id"])
+    keep = pos >= 0
+    A = sp.coo_matrix((values[keep], (pos[keep], rows["feature_id"].to_numpy(np.int64)[keep])),
+                      shape=(len(study_ids), n_features))
+    return A.tocsc()
+
+
 def activation_matrix(acts: pd.DataFrame, study_ids: np.ndarray, n_features: int) -> sp.csc_matrix:
     """(studies x features) activation values from ACTIVATIONS rows (study_id, feature_id,
     value); studies not in `study_ids` are dropped, missing entries are 0."""
-    pos = pd.Index(study_ids).get_indexer(acts["study_id"])
-    keep = pos >= 0
-    A = sp.coo_matrix((acts["value"].to_numpy(np.float64)[keep],
-                       (pos[keep], acts["feature_id"].to_numpy(np.int64)[keep])),
-                      shape=(len(study_ids), n_features))
-    return A.tocsc()
+    return study_feature_matrix(acts, acts["value"].to_numpy(np.float64), study_ids, n_features)
 
 
 def standardize(x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, bool]:

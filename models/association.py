@@ -23,7 +23,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from data_contracts.config import AssociationConfig
-from models.activation_sd import fit_per_sd
+from models.activation_sd import fit_per_sd, study_feature_matrix
 from models.exact import COLUMNS as EXACT_COLUMNS
 from models.exact import adjusted_columns, fit_pairs, select_pairs
 from models.ranking import KEY, add_multiplicity, rank_discovery, replication
@@ -73,11 +73,7 @@ def outcome_matrices(labels: pd.DataFrame) -> OutcomeMatrices:
 
 def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: int) -> sp.csc_matrix:
     """Binary (studies x features) matrix from exposed cohort rows (feature_id, study_id)."""
-    pos = pd.Index(study_ids).get_indexer(exposed["study_id"])
-    keep = pos >= 0
-    data = np.ones(int(keep.sum()), dtype=np.float64)
-    E = sp.csc_matrix((data, (pos[keep], exposed["feature_id"].to_numpy()[keep])),
-                      shape=(len(study_ids), n_features))
+    E = study_feature_matrix(exposed, np.ones(len(exposed), dtype=np.float64), study_ids, n_features)
     E.data[:] = 1.0  # duplicate rows must not count twice
     return E
 
