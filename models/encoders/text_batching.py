@@ -9,16 +9,52 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from models.devices import resolve_device, resolve_dtype
 from models.encoders.base import EncodeResult, ProgressFn
 
 EMPTY_REPORT = "empty report"
 # (last_hidden_state, attention_mask) -> (batch, dim) float32 unit vectors
 PoolFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def resolve_text_model(model_dir: Path, device: str, dtype: str) -> tuple[torch.device, torch.dtype, int]:
+    """(device, dtype, hidden size): the configured device and dtype resolved, the width
+    read from the model folder's config.json, so no weights load before `encode`."""
+    from transformers import AutoConfig
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    return dev, dt, int(AutoConfig.from_pretrained(model_dir, local_files_only=True).hidden_size)
+
+
+def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
+    """transformers renamed `torch_dtype` to `dtype` in 4.56 (the old name warns in 5.x)."""
+    import transformers
+    from packaging.version import Version
+
+    new = Version(transformers.__version__) >= Version("4.56")
+    return {"dtype" if new else "torch_dtype": dtype}
+
+
+def load_text_model(model_dir: Path, device: torch.device, dtype: torch.dtype, *, load_in_dtype: bool,
+                    **tokenizer_kwargs: Any) -> tuple[Any, Any]:
+    """(tokenizer, model in eval mode on `device`). `load_in_dtype` loads the weights
+    straight into `dtype` (a large model in float32 may not fit in RAM); otherwise the
+    model loads at its default dtype and is then cast to `dtype`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True, **tokenizer_kwargs)
+    if load_in_dtype:
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True, **_dtype_kwarg(dtype)).to(device)
+    else:
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True).to(device=device, dtype=dtype)
+    return tok, model.eval()
 
 
 def report_error(item: object) -> str | None:

@@ -16,12 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from data_contracts.config import MiniLMConfig
-from models.devices import dtype_name, resolve_device, resolve_dtype
+from models.devices import dtype_name
 from models.encoders.base import EncodeResult, Modality, ProgressFn
-from models.encoders.text_batching import EMPTY_REPORT, embed_token_ids, encode_reports, report_error
+from models.encoders.text_batching import (
+    EMPTY_REPORT,
+    embed_token_ids,
+    encode_reports,
+    load_text_model,
+    report_error,
+    resolve_text_model,
+)
 from models.encoders.weights import weights_sha256
 
 __all__ = ["EMPTY_REPORT", "MiniLMEncoder", "default_model_path", "mean_pool_normalize", "report_error"]
@@ -55,10 +61,8 @@ class MiniLMEncoder:
         self.model_dir = Path(cfg.model_path) if cfg.model_path else default_model_path()
         if not (self.model_dir / "config.json").is_file():
             raise FileNotFoundError(f"MiniLM model folder {self.model_dir} has no config.json")
-        self.device = resolve_device(cfg.device)
-        self.dtype = resolve_dtype(cfg.dtype, self.device)
-        hf_cfg = AutoConfig.from_pretrained(self.model_dir, local_files_only=True)
-        self.dim: int = int(hf_cfg.hidden_size)
+        self.device, self.dtype, hidden = resolve_text_model(self.model_dir, cfg.device, cfg.dtype)
+        self.dim: int = hidden
         self._tokenizer: Any = None
         self._model: Any = None
 
@@ -76,9 +80,8 @@ class MiniLMEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
-        model = AutoModel.from_pretrained(self.model_dir, local_files_only=True)
-        self._model = model.to(device=self.device, dtype=self.dtype).eval()
+        # A small model: load at its stored dtype, then cast to the configured one.
+        self._tokenizer, self._model = load_text_model(self.model_dir, self.device, self.dtype, load_in_dtype=False)
 
     def encode(
         self, items: Sequence[str | None], progress: ProgressFn | None = None

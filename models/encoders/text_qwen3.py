@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from data_contracts.config import Qwen3EmbeddingConfig
-from models.devices import dtype_name, resolve_device, resolve_dtype
+from models.devices import dtype_name
 from models.encoders.base import EncodeResult, Modality, ProgressFn
-from models.encoders.text_batching import embed_token_ids, encode_reports
+from models.encoders.text_batching import embed_token_ids, encode_reports, load_text_model, resolve_text_model
 from models.encoders.weights import weights_sha256
 
 EOS_TOKEN = "<|endoftext|>"
@@ -66,29 +66,16 @@ def resolve_model_dir(model: str, allow_download: bool) -> Path:
         ) from e
 
 
-def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
-    """transformers renamed `torch_dtype` to `dtype` in 4.56 (the old name warns in 5.x)."""
-    import transformers
-    from packaging.version import Version
-
-    new = Version(transformers.__version__) >= Version("4.56")
-    return {"dtype" if new else "torch_dtype": dtype}
-
-
 class Qwen3EmbeddingEncoder:
     """Report encoder; the model loads on the first `encode` (identity() needs no load)."""
 
     modality: Modality = "report"
 
     def __init__(self, cfg: Qwen3EmbeddingConfig) -> None:
-        from transformers import AutoConfig
-
         self.cfg = cfg
         self.name: str = cfg.name
         self.model_dir = resolve_model_dir(cfg.model, cfg.allow_download)
-        self.device = resolve_device(cfg.device)
-        self.dtype = resolve_dtype(cfg.dtype, self.device)
-        hidden = int(AutoConfig.from_pretrained(self.model_dir, local_files_only=True).hidden_size)
+        self.device, self.dtype, hidden = resolve_text_model(self.model_dir, cfg.device, cfg.dtype)
         if cfg.dim is not None and cfg.dim > hidden:
             raise ValueError(f"qwen3_embedding.dim ({cfg.dim}) exceeds the model width ({hidden})")
         self.dim: int = cfg.dim or hidden
@@ -112,12 +99,9 @@ class Qwen3EmbeddingEncoder:
     def _load(self) -> None:
         if self._model is not None:
             return
-        from transformers import AutoModel, AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True, padding_side="left")
         # Load straight into the target dtype: an 8B model in float32 would need 32 GB of RAM.
-        model = AutoModel.from_pretrained(self.model_dir, local_files_only=True, **_dtype_kwarg(self.dtype))
-        self._tokenizer, self._model = tok, model.to(self.device).eval()
+        self._tokenizer, self._model = load_text_model(self.model_dir, self.device, self.dtype,
+                                                       load_in_dtype=True, padding_side="left")
 
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids ending in the end-of-text token (older tokenizer files do not add it),
