@@ -8,6 +8,7 @@ cannot use (unreadable volume, empty report) is returned as an error string in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -31,6 +32,16 @@ class EncodeResult:
 
 
 ProgressFn = Callable[[int], None]  # called with the number of items just finished
+
+
+def is_null(item: object) -> bool:
+    """None or float NaN: how pandas hands over a missing value."""
+    return item is None or (isinstance(item, float) and math.isnan(item))
+
+
+def is_missing(item: object) -> bool:
+    """None, NaN or blank: no input for this study."""
+    return is_null(item) or not str(item).strip()
 
 
 class Encoder(Protocol):

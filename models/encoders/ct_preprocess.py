@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from models.encoders.base import is_missing
 from models.encoders.ct_io import CTVolumeError, check_ct_volume, load_ct_image
-from models.encoders.parallel import is_missing
 
 SPACING_MM = (1.5, 1.5, 3.0)
 HU_WINDOW = (-1000.0, 1000.0)

@@ -27,9 +27,9 @@ import numpy as np
 from scipy import ndimage
 
 from data_contracts.config import CTRadiomicsConfig
-from models.encoders.base import EncodeResult, Modality, ProgressFn
+from models.encoders.base import EncodeResult, Modality, ProgressFn, is_missing
 from models.encoders.ct_io import BODY_HU, CTVolumeError, check_ct_volume, load_ct_image
-from models.encoders.parallel import is_missing, map_items
+from models.encoders.parallel import map_items
 
 __all__ = ["CTRadiomicsEncoder", "CTVolumeError", "check_ct_volume", "ct_features", "feature_dim", "feature_names",
            "load_ct"]

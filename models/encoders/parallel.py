@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import math
 import multiprocessing as mp
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -12,11 +11,6 @@ from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def is_missing(item: object) -> bool:
-    """None, NaN or blank: no input for this study."""
-    return item is None or (isinstance(item, float) and math.isnan(item)) or not str(item).strip()
 
 
 def _init_worker() -> None:

@@ -7,7 +7,6 @@ first so an out-of-memory error shows up at once rather than an hour in.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import numpy as np
 import torch
 
 from models.devices import resolve_device, resolve_dtype
-from models.encoders.base import EncodeResult, ProgressFn
+from models.encoders.base import EncodeResult, ProgressFn, is_missing, is_null
 
 EMPTY_REPORT = "empty report"
 # (last_hidden_state, attention_mask) -> (batch, dim) float32 unit vectors
@@ -60,13 +59,9 @@ def load_text_model(model_dir: Path, device: torch.device, dtype: torch.dtype, *
 def report_error(item: object) -> str | None:
     """Why a report cannot be embedded, or None when it can. Missing values arrive as
     None or float NaN from pandas; both count as an empty report."""
-    if item is None or (isinstance(item, float) and math.isnan(item)):
-        return EMPTY_REPORT
-    if not isinstance(item, str):
+    if not (isinstance(item, str) or is_null(item)):
         return f"report is not text (got {type(item).__name__})"
-    if not item.strip():
-        return EMPTY_REPORT
-    return None
+    return EMPTY_REPORT if is_missing(item) else None
 
 
 def split_reports(items: Sequence[object]) -> tuple[list[int], list[str], dict[int, str]]:
