@@ -32,6 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_contracts.errors import ContractError
 from data_contracts.schemas import EMBEDDING_BATCH
 from data_contracts.store import atomic_write_bytes
 from data_contracts.validate import conform_table
@@ -80,20 +81,39 @@ class EmbeddingCache:
         d = self.month_dir(month)
         return sorted(d.glob("part-*.parquet")) if d.is_dir() else []
 
+    def _read_part(self, month: str, path: Path, columns: list[str] | None = None) -> pa.Table:
+        try:
+            return pq.read_table(path, columns=columns)
+        except (OSError, ValueError, pa.ArrowException) as e:
+            raise ContractError(str(path), None, None,
+                                f"unreadable batch in embedding cache {self.dir}, month {month} ({e})",
+                                f"a committed parquet batch; delete {path.name} to recompute its studies") from e
+
     def done_ids(self, month: str) -> set[str]:
         """Studies of a month with a committed vector or error."""
         done: set[str] = set()
         for p in self.parts(month):
-            done.update(pq.read_table(p, columns=["study_id"]).column(0).to_pylist())
+            done.update(self._read_part(month, p, ["study_id"]).column(0).to_pylist())
         return done
 
     def read_month(self, month: str) -> pd.DataFrame:
         """study_id, embedding (None on error), error; one row per study (first commit wins)."""
-        tables = [pq.read_table(p) for p in self.parts(month)]
+        parts = self.parts(month)
+        tables = [self._read_part(month, p) for p in parts]
         if not tables:
             return conform_table(pa.table({"study_id": pa.array([], pa.string())}), EMBEDDING_BATCH,
                                  "embedding cache").to_pandas()
-        df = pa.concat_tables(tables).to_pandas()
+        try:
+            combined = pa.concat_tables(tables)
+        except pa.ArrowInvalid as e:
+            odd = next((p for p, t in zip(parts, tables, strict=True) if not t.schema.equals(tables[0].schema)),
+                       parts[-1])
+            raise ContractError(str(odd), None, None,
+                                f"schema differs from {parts[0].name} in embedding cache {self.dir}, "
+                                f"month {month} ({e})",
+                                f"the {EMBEDDING_BATCH.key} columns in every batch; delete {odd.name} "
+                                "to recompute its studies") from e
+        df = combined.to_pandas()
         return df.drop_duplicates("study_id", keep="first").reset_index(drop=True)
 
     def commit(self, month: str, study_ids: Sequence[str], vectors: np.ndarray,
@@ -108,7 +128,8 @@ class EmbeddingCache:
         err = [errors.get(i) for i in range(n)]
         missing = [study_ids[i] for i in range(n) if emb[i] is None and err[i] is None]
         if missing:
-            raise ValueError(f"batch has neither a vector nor an error for {missing[:5]}")
+            raise ValueError(f"embedding cache {self.dir}, month {month}: batch has neither a vector nor "
+                             f"an error for {missing[:5]}")
         table = conform_table(pa.table({
             "study_id": pa.array([str(s) for s in study_ids], pa.string()),
             "embedding": pa.array(emb, pa.list_(pa.float32())),

@@ -17,6 +17,8 @@ def fill_partitions(root: str, studies: ArtifactRef, m: ModalityConfig,
     months = plan_embedding(root, studies, m, since, until)
     task = embed_partitions.with_options(tags=encoder_tags(m))
     futures = [task.submit(root, studies, m, group) for group in split_partitions(months, m.workers)]
+    # Let every partition finish before reading any result: `.result()` alone would raise on the
+    # first failure and the flow's exit would cancel partitions still waiting for a `gpu` slot.
     wait(futures)
     counts: dict[str, int] = {}
     for f in futures:

@@ -77,6 +77,7 @@ class MerlinEncoder:
         self.dtype = resolve_dtype(cfg.dtype, self.device)
         self.checkpoint = resolve_checkpoint(cfg)
         self._model: Any = model
+        self._ready = False
 
     def identity(self) -> dict[str, object]:
         return {
@@ -90,9 +91,12 @@ class MerlinEncoder:
         }
 
     def _load(self) -> Any:
-        if self._model is None:
-            self._model = load_checkpoint(self.checkpoint)
-        self._model = self._model.to(device=self.device, dtype=self.dtype).eval()
+        """The network on the encoder's device and dtype, in eval mode; prepared on the
+        first batch only (a given or loaded model alike)."""
+        if not self._ready:
+            model = self._model if self._model is not None else load_checkpoint(self.checkpoint)
+            self._model = model.to(device=self.device, dtype=self.dtype).eval()
+            self._ready = True
         return self._model
 
     def embed_volumes(self, volumes: np.ndarray) -> np.ndarray:
