@@ -8,9 +8,11 @@ backfill recomputes nothing already done. The `embeddings` artifact (contract
 `embeddings@1`: study_id, embedding) is then assembled from the cache for the studies
 table at hand, with a quarantine table of the studies that could not be embedded.
 
-Flows map month partitions over `workers` tasks (tagged `gpu` for GPU encoders, so a
-Prefect work pool / tag concurrency limit routes them to GPU workers) and then call `embed`,
-which finds everything cached and only assembles.
+Flows map month partitions over `workers` tasks and then call `embed`, which finds
+everything cached and only assembles. The partition tasks run in the flow run's own task
+runner (Prefect's default ThreadPoolTaskRunner, in the process that runs the flow): a
+Prefect work pool routes whole flow runs, not tasks. Tasks of GPU encoders carry the tag
+`gpu` only so that a tag concurrency limit can cap how many run at once.
 """
 
 from __future__ import annotations
@@ -185,7 +187,7 @@ def split_partitions(months: Sequence[str], workers: int) -> list[list[str]]:
 
 def encoder_tags(modality: ModalityConfig) -> list[str]:
     """Task tags: `gpu` for encoders that run on a GPU (explicit cuda, or a foundation
-    model on 'auto'), so a tag concurrency limit / work pool can route them."""
+    model on 'auto'), so a tag concurrency limit can cap how many run at once."""
     device = getattr(modality.encoder, "device", "cpu")
     gpu = device == "cuda" or (device == "auto" and modality.encoder.name in _GPU_ENCODERS)
     return ["embed", "gpu"] if gpu else ["embed"]
