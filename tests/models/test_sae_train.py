@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 import torch
 
 from data_contracts.config import SAEConfig
 from models.sae import build_sae
+from models.sae_cpu_step import CompiledStepper
 from models.sae_data import ParquetSource
-from models.sae_train import Stepper, cpu_threads, geometric_median, train_sae
+from models.sae_step import Stepper
+from models.sae_train import cpu_threads, geometric_median, train_sae
 
 
 def planted(n: int = 3000, d: int = 32, atoms: int = 24, k: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +76,8 @@ def test_streamed_parquet_equals_in_memory(tmp_path: Path) -> None:
     assert c.metrics["heldout"]["fvu"] < 1.0  # chunked shuffling still trains
 
 
-def test_auxk_revives_dead_latents() -> None:
+@pytest.mark.parametrize("kind", [Stepper, CompiledStepper])
+def test_auxk_revives_dead_latents(kind: type[Stepper]) -> None:
     x, _ = planted(n=2000, d=16, atoms=12, k=2)
     xt = torch.as_tensor(x)
     revived = {}
@@ -84,7 +88,7 @@ def test_auxk_revives_dead_latents() -> None:
             # Latents 16..31: tiny positive pre-activations, never among the top k: dead.
             m.W_enc[16:].mul_(1e-3)
             m.b_enc[16:] = 1e-3
-        st = Stepper(m, cfg, total=200, dead_after=64)
+        st = kind(m, cfg, total=200, dead_after=64)
         with cpu_threads(1):
             for step in range(200):
                 st.step(xt[(step * 64) % 2000 :][:64], step)
