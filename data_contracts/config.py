@@ -152,17 +152,18 @@ class SAEConfig(_Strict):
     device: Device = "auto"
     # dtype of the dense selection matmul; auto: bf16 on CUDA, fp32 on CPU (values stay fp32)
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    # training step: "compiled" (numba kernels, CPU with fp32 selection only), "torch"
-    # (autograd through the sparse torch kernels; any device), "auto": compiled where it applies
+    # training step: "compiled" (numba kernels; CPU), "torch" (autograd through the sparse
+    # torch kernels; any device), "auto": compiled on CPU. On the compiled step, per-row TopK
+    # selects through bf16 under dtype bfloat16 or auto (with AMX) and still gets the exact
+    # fp32 top-k (candidates re-scored under an error bound, models/sae_cpu_select.py)
     kernels: Literal["auto", "compiled", "torch"] = "auto"
 
     @model_validator(mode="after")
     def _k_below_n(self) -> SAEConfig:
         if self.k >= self.n_features:
             raise ValueError(f"sae.k ({self.k}) must be smaller than sae.n_features ({self.n_features})")
-        if self.kernels == "compiled" and (self.device == "cuda" or self.dtype == "bfloat16"):
-            raise ValueError("sae.kernels 'compiled' is the CPU fp32 step: use device cpu/auto and dtype "
-                             f"float32/auto, or kernels 'torch' (got device {self.device}, dtype {self.dtype})")
+        if self.kernels == "compiled" and self.device == "cuda":
+            raise ValueError("sae.kernels 'compiled' is the CPU step: use device cpu/auto, or kernels 'torch'")
         if self.warmup_frac + self.decay_frac > 1:
             raise ValueError(f"sae.warmup_frac + sae.decay_frac must be <= 1, got {self.warmup_frac + self.decay_frac}")
         if self.prefixes is not None:

@@ -26,71 +26,19 @@ _FM = {"reassoc", "contract"}
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _kernel(fn: _F) -> _F:
+def kernel(fn: _F) -> _F:
     # error_model numpy: no ZeroDivisionError checks, which keep loops with a division scalar
     return cast(_F, njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy")(fn))
 
 
-def _inlined(fn: _F) -> _F:
+def inlined(fn: _F) -> _F:
     """Inlined into its callers at numba's IR level: a call that passes arrays costs
     reference counting (measured 3x slower in the top-k heap)."""
     return cast(_F, njit(cache=True, nogil=True, fastmath=_FM, error_model="numpy", inline="always")(fn))
 
 
 
-@_inlined
-def _replace_min(hv: np.ndarray, hi: np.ndarray, k: int, v: float, c: int) -> None:
-    """Put (v, c) in place of the minimum of a k-entry min-heap and sift it down."""
-    hv[0], hi[0], j = v, c, 0
-    while True:
-        lo, a = j, 2 * j + 1
-        if a < k and hv[a] < hv[lo]:
-            lo = a
-        if a + 1 < k and hv[a + 1] < hv[lo]:
-            lo = a + 1
-        if lo == j:
-            return
-        hv[j], hv[lo], hi[j], hi[lo], j = hv[lo], hv[j], hi[lo], hi[j], lo
-
-
-@_kernel
-def topk_groups(scores: np.ndarray, group_max: np.ndarray, k: int, cols_out: np.ndarray,
-                vals_out: np.ndarray) -> None:
-    """Exact top-k of each row of scores (R, G * S), given group_max[r, g] = the maximum of
-    the strided group scores[r, g::G] (S entries each). Written as column ids sorted
-    ascending and their scores; among tied entries the earlier offered wins.
-
-    The k largest entries lie in the k groups with the largest maxima: a group whose maximum
-    is beaten by k other groups' maxima holds nothing above k distinct entries. So a min-heap
-    first picks k of the G group maxima, then scans only those k groups (k * S entries)
-    instead of all G * S entries of the row."""
-    rows, n_groups = group_max.shape
-    size = scores.shape[1] // n_groups
-    hv, hi, picked = np.empty(k, np.float32), np.empty(k, np.int64), np.empty(k, np.int64)
-    for r in range(rows):
-        hv[:] = -np.inf
-        hi[:] = -1
-        for g in range(n_groups):
-            if group_max[r, g] > hv[0]:
-                _replace_min(hv, hi, k, group_max[r, g], g)
-        picked[:] = hi
-        hv[:] = -np.inf
-        for q in range(k):
-            for t in range(size):
-                c = picked[q] + t * n_groups
-                if scores[r, c] > hv[0]:
-                    _replace_min(hv, hi, k, scores[r, c], c)
-        for i in range(1, k):  # insertion sort by column id (k is small)
-            c, v, j = hi[i], hv[i], i - 1
-            while j >= 0 and hi[j] > c:
-                hi[j + 1], hv[j + 1] = hi[j], hv[j]
-                j -= 1
-            hi[j + 1], hv[j + 1] = c, v
-        cols_out[r] = hi
-        vals_out[r] = hv
-
-
-@_kernel
+@kernel
 def _residuals(xn: np.ndarray, b_dec: np.ndarray, w_dec: np.ndarray, cols: np.ndarray,
                vals: np.ndarray, bounds: np.ndarray, level: np.ndarray, gvec: np.ndarray,
                xc: np.ndarray, err: np.ndarray, gb_dec: np.ndarray) -> float:
@@ -139,7 +87,7 @@ def _residuals(xn: np.ndarray, b_dec: np.ndarray, w_dec: np.ndarray, cols: np.nd
     return sq / (n_lev * b_rows)
 
 
-@_kernel
+@kernel
 def _aux_residuals(w_dec: np.ndarray, aux_cols: np.ndarray, aux_vals: np.ndarray, alpha: float,
                    err: np.ndarray, gvec: np.ndarray) -> float:
     """AuxK: gvec[b] = d loss / d e_hat[b] for e_hat[b] = sum of the row's dead latents'
@@ -171,7 +119,7 @@ def _aux_residuals(w_dec: np.ndarray, aux_cols: np.ndarray, aux_vals: np.ndarray
     return alpha * sq / denom
 
 
-@_kernel
+@kernel
 def _bucket(n: int, cols: np.ndarray, vals: np.ndarray, level: np.ndarray, n_lev: int,
             aux_cols: np.ndarray, aux_vals: np.ndarray, vec0: int) -> tuple[np.ndarray, ...]:
     """Firing (row, latent) pairs grouped by latent (counting sort): start[c]..start[c+1]
@@ -202,7 +150,7 @@ def _bucket(n: int, cols: np.ndarray, vals: np.ndarray, level: np.ndarray, n_lev
     return start, vec, xrow, val
 
 
-@_kernel
+@kernel
 def _latent_pass(start: np.ndarray, vec: np.ndarray, xrow: np.ndarray, val: np.ndarray,
                  gvec: np.ndarray, xc: np.ndarray, w_enc: np.ndarray, w_dec: np.ndarray,
                  gw_enc: np.ndarray, gw_dec: np.ndarray, gb_enc: np.ndarray, gb_dec: np.ndarray) -> float:
@@ -248,7 +196,7 @@ def _latent_pass(start: np.ndarray, vec: np.ndarray, xrow: np.ndarray, val: np.n
     return ss
 
 
-@_kernel
+@kernel
 def sparse_grads(xn: np.ndarray, b_dec: np.ndarray, w_enc: np.ndarray, w_dec: np.ndarray,
                  cols: np.ndarray, vals: np.ndarray, bounds: np.ndarray,
                  aux_cols: np.ndarray, aux_vals: np.ndarray, aux_alpha: float,
@@ -280,17 +228,7 @@ def sparse_grads(xn: np.ndarray, b_dec: np.ndarray, w_enc: np.ndarray, w_dec: np
     return loss, ss
 
 
-@_kernel
-def sum_squares(a: np.ndarray) -> float:
-    """Sum of squares of a contiguous array (any shape), accumulated in float64."""
-    flat = a.reshape(-1)
-    s = 0.0
-    for i in range(flat.shape[0]):
-        s += np.float64(flat[i]) * flat[i]
-    return s
-
-
-@_kernel
+@kernel
 def adam_rows(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, gscale: float, lr: float,
               beta1: float, beta2: float, eps: float, step: int, renorm: bool) -> None:
     """torch.optim.Adam's update (no weight decay, no amsgrad) on a 2-D parameter, gradient
@@ -315,3 +253,13 @@ def adam_rows(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, gscale
             inv = 1.0 / max(math.sqrt(n), 1e-8)
             for t in range(d):
                 pr[t] *= inv
+
+
+@kernel
+def mark_fired(since: np.ndarray, cols: np.ndarray, vals: np.ndarray) -> None:
+    """Dead-latent counters: every latent ages by the batch's rows; those that fired reset."""
+    since += cols.shape[0]
+    for b in range(cols.shape[0]):
+        for j in range(cols.shape[1]):
+            if vals[b, j] > 0:
+                since[cols[b, j]] = 0

@@ -11,18 +11,31 @@ gives the end-to-end figures): see the closing notes of issue 3.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
-from models.sae import SparseCode
-from models.sae_cpu_kernels import adam_rows, sparse_grads, topk_groups
+from data_contracts.config import SAEConfig
+from models.sae import SparseAutoencoder
+from models.sae_cpu_kernels import adam_rows, mark_fired, sparse_grads
+from models.sae_cpu_select import Bf16Selector, amx_bf16_available, exact_values, groups_fit, select_rows
 from models.sae_step import AUXK_ROWS, Stepper, lr_at
 
 
-def compiled_step_supported(device: torch.device, dtype: torch.dtype) -> bool:
-    """The compiled step covers CPU training with an fp32 selection matmul."""
-    return device.type == "cpu" and dtype == torch.float32
+def compiled_step_supported(device: torch.device, cfg: SAEConfig, selection: str) -> bool:
+    """The compiled step trains on CPU. A bf16 selection matmul is taken only where its
+    top-k can be certified exact (per-row TopK); BatchTopK with dtype bfloat16 stays on the
+    torch step, which selects from the bf16 product as asked."""
+    return device.type == "cpu" and (cfg.dtype != "bfloat16" or selection == "topk")
+
+
+def bf16_selection(cfg: SAEConfig, model: SparseAutoencoder) -> bool:
+    """Certified bf16 selection (models/sae_cpu_select.py): per-row TopK whose latents split
+    into groups, with dtype bfloat16, or auto on a CPU that multiplies bf16 in hardware."""
+    if model.selection != "topk" or cfg.dtype == "float32" or not groups_fit(model.n_features, model.k):
+        return False
+    return cfg.dtype == "bfloat16" or amx_bf16_available()
 
 
 def adam_state(opt: torch.optim.Optimizer, p: torch.nn.Parameter) -> dict[str, torch.Tensor]:
@@ -36,29 +49,9 @@ def adam_state(opt: torch.optim.Optimizer, p: torch.nn.Parameter) -> dict[str, t
     return st
 
 
-GROUP_SIZE = 16  # entries per strided group of the top-k (see topk_groups)
-
-
-def select_rows(pre: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact per-row top-k of (B, N) pre-activations: ids sorted ascending, ReLU'd values.
-    Group maxima come from numpy's vectorised max over strided groups (N / 16 per row);
-    numba's scalar max chains were 4x slower here. Falls back to argpartition where N does
-    not split into groups of 16 or k is too large for groups to pay."""
-    b, n = pre.shape
-    cols = np.empty((b, k), np.int64)
-    vals = np.empty((b, k), np.float32)
-    n_groups = n // GROUP_SIZE
-    if n % GROUP_SIZE or k * 4 > n_groups:
-        cols[:] = np.sort(np.argpartition(pre, n - k, axis=1)[:, n - k:], axis=1)
-        vals[:] = np.take_along_axis(pre, cols, 1)
-    else:
-        group_max = pre.reshape(b, GROUP_SIZE, n_groups).max(axis=1)
-        topk_groups(pre, group_max, k, cols, vals)
-    return cols, np.maximum(vals, 0.0, out=vals)
-
-
 def auxk_code(pre: np.ndarray, dead: np.ndarray, k_aux: int) -> tuple[np.ndarray, np.ndarray]:
-    """AuxK's latents: the top min(k_aux, #dead) dead latents of the first AUXK_ROWS rows."""
+    """AuxK's latents: the top min(k_aux, #dead) dead latents of the first AUXK_ROWS rows,
+    by `pre` (exact, or the bf16 approximations: AuxK only needs latents near the top)."""
     r = min(AUXK_ROWS, pre.shape[0])
     dead_idx = np.flatnonzero(dead)
     k = min(k_aux, len(dead_idx))
@@ -75,18 +68,34 @@ def _as2d(t: torch.Tensor) -> np.ndarray:
     return t.detach().numpy().reshape(-1, t.shape[-1])
 
 
-def adam_update(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], gscale: float,
-                renorm: set[int]) -> None:
-    """One Adam step of every parameter from its .grad (scaled by gscale), zeroing .grad;
-    parameters whose index is in `renorm` get unit-norm rows afterwards."""
-    group = opt.param_groups[0]
+class _AdamViews:
+    """numpy views of (param, grad, exp_avg, exp_avg_sq, step) per parameter, rebuilt only
+    when the optimizer's state tensors change (first step, or a resumed state_dict)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, ...] = ()
+        self.views: list[tuple[np.ndarray, ...]] = []
+
+    def get(self, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> list[tuple[np.ndarray, ...]]:
+        states = [adam_state(opt, p) for p in params]
+        key = tuple(id(t) for st in states for t in st.values())
+        if key != self.key:
+            self.key = key
+            self.views = [(_as2d(p), _as2d(p.grad), _as2d(st["exp_avg"]), _as2d(st["exp_avg_sq"]),
+                           st["step"].numpy().reshape(1)) for p, st in zip(params, states, strict=True)
+                          if p.grad is not None]
+        return self.views
+
+
+def adam_update(views: list[tuple[np.ndarray, ...]], group: dict[str, Any], gscale: float,
+                renorm: int) -> None:
+    """One Adam step of every parameter from its gradient (scaled by gscale, for clipping);
+    parameter number `renorm` gets unit-norm rows afterwards."""
     beta1, beta2 = group["betas"]
-    for i, p in enumerate(params):
-        st = adam_state(opt, p)
-        st["step"] += 1
-        assert p.grad is not None
-        adam_rows(_as2d(p), _as2d(p.grad), _as2d(st["exp_avg"]), _as2d(st["exp_avg_sq"]), gscale,
-                  float(group["lr"]), beta1, beta2, float(group["eps"]), int(st["step"]), i in renorm)
+    lr, eps = float(group["lr"]), float(group["eps"])
+    for i, (p, g, m, v, step) in enumerate(views):
+        step += 1
+        adam_rows(p, g, m, v, gscale, lr, beta1, beta2, eps, int(step[0]), i == renorm)
 
 
 class CompiledStepper(Stepper):
@@ -94,28 +103,55 @@ class CompiledStepper(Stepper):
     dense selection matmul runs in torch (BLAS). BatchTopK selects over the batch with the
     torch selection; everything after it is shared."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._views = _AdamViews()
+        m = self.model
+        self.low = Bf16Selector(m.n_features, m.d_in) if bf16_selection(self.cfg, m) else None
+
     def step(self, xb: torch.Tensor, step: int) -> None:
         m, cfg = self.model, self.cfg
         self.opt.param_groups[0]["lr"] = lr_at(step, self.total, cfg)
-        pre_t = m.pre_acts(xb)
-        pre, x = pre_t.numpy(), xb.numpy()
-        if m.selection == "topk":
-            cols, vals = select_rows(pre, min(m.k, pre.shape[1]))
-        else:
-            cols_t, valid = m.select(pre_t, training=True)
-            cols = cols_t.numpy()
-            vals = np.take_along_axis(pre, cols, 1)
-            vals = np.maximum(vals, 0.0, out=vals) * (1 if valid is None else valid.numpy())
-        dead = (self.since_fired >= self.dead_after).numpy()
-        aux = auxk_code(pre, dead, self.auxk_k) if cfg.auxk_alpha > 0 and len(x) > 1 and dead.any() else _NO_AUX
-        w = [t.detach().numpy() for t in (m.W_enc, m.W_dec, m.b_enc, m.b_dec)]
-        g = [self._grad(p).numpy() for p in (m.W_enc, m.W_dec, m.b_enc, m.b_dec)]
-        _, sq_norm = sparse_grads(x, w[3], w[0], w[1], cols, vals.astype(np.float32, copy=False),
-                                  self.bounds, aux[0], aux[1], float(cfg.auxk_alpha), *g)
+        params = (m.W_enc, m.W_dec, m.b_enc, m.b_dec)
+        w = [p.detach().numpy() for p in params]
+        cols, vals, pre = self._select(xb, w[0], w[2])
+        since = self.since_fired.numpy()
+        dead = since >= self.dead_after
+        aux = _NO_AUX
+        if cfg.auxk_alpha > 0 and len(xb) > 1 and dead.any():
+            aux = auxk_code(pre, dead, self.auxk_k)
+            if self.low is not None:  # approximate pre-activations: AuxK values in fp32
+                exact_values((xb[: len(aux[0])] - m.b_dec).detach().numpy(), w[0], w[2], aux[0], aux[1])
+                np.maximum(aux[1], 0.0, out=aux[1])
+        grads = [self._grad(p).numpy() for p in params]
+        _, sq_norm = sparse_grads(xb.numpy(), w[3], w[0], w[1], cols, vals, self.bounds, aux[0], aux[1],
+                                  float(cfg.auxk_alpha), *grads)
         total = math.sqrt(sq_norm)  # clip like clip_grad_norm_
         gscale = cfg.grad_clip / (total + 1e-6) if total > cfg.grad_clip else 1.0
-        adam_update(self.opt, self.params, gscale, {self.params.index(m.W_dec)})
-        self._track(SparseCode(torch.from_numpy(cols), torch.from_numpy(vals)))
+        adam_update(self._views.get(self.opt, self.params), self.opt.param_groups[0], gscale,
+                    self.params.index(m.W_dec))
+        mark_fired(since, cols, vals)
+        if m.selection == "batchtopk":
+            self._track_threshold(torch.from_numpy(vals))
+
+    def _select(self, xb: torch.Tensor, w_enc: np.ndarray, b_enc: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cols, relu(values) in fp32, dense pre-activations exact or approximate)."""
+        m = self.model
+        if self.low is not None:
+            self.low.refresh(w_enc)  # before the step: follows resumed or edited weights
+            with torch.no_grad():
+                return self.low.select(xb - m.b_dec, w_enc, b_enc, m.k)
+        pre_t = m.pre_acts(xb)
+        pre = pre_t.numpy()
+        if m.selection == "topk":
+            return (*select_rows(pre, min(m.k, pre.shape[1])), pre)
+        cols_t, valid = m.select(pre_t, training=True)
+        cols = cols_t.numpy()
+        vals = np.maximum(np.take_along_axis(pre, cols, 1), 0.0)
+        if valid is not None:
+            vals *= valid.numpy()
+        return cols, vals.astype(np.float32, copy=False), pre
 
     @property
     def bounds(self) -> np.ndarray:

@@ -96,8 +96,15 @@ class Stepper:
         live = code.vals > 0
         self.since_fired += code.n_rows
         self.since_fired[code.cols[live]] = 0
-        if self.model.selection == "batchtopk" and bool(live.any()):
-            low = code.vals[live].min().float()
+        if self.model.selection == "batchtopk":
+            self._track_threshold(code.vals)
+
+    @torch.no_grad()
+    def _track_threshold(self, vals: torch.Tensor) -> None:
+        """BatchTopK's inference threshold: running mean of the smallest kept activation."""
+        live = vals[vals > 0]
+        if len(live):
+            low = live.min().float()
             t = self.model.threshold
             t.copy_(low if float(t) < 0 else 0.99 * t + 0.01 * low)
 

@@ -165,7 +165,8 @@ def _train(source: EmbeddingSource, cfg: SAEConfig, dev: torch.device,
     total = per_epoch * cfg.epochs
     model = init_model(source, train_rows, cfg).to(dev)
     dtype = select_dtype(cfg, dev)
-    kind = CompiledStepper if cfg.kernels != "torch" and compiled_step_supported(dev, dtype) else Stepper
+    compiled = cfg.kernels != "torch" and compiled_step_supported(dev, cfg, model.selection)
+    kind = CompiledStepper if compiled else Stepper
     stepper = kind(model, cfg, total, dead_after_samples(cfg, n_train), dtype)
     state = TrainState(step=0)
     if state_dir is not None and (state_dir / "train_state.json").is_file():
