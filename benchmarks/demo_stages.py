@@ -25,6 +25,7 @@ from tasks.ingest import ingest_events_fn, ingest_studies_fn
 from tasks.interpret import interpret_fn
 from tasks.outcomes import outcomes_fn
 from tasks.sae import activations_fn, train_fn
+from tasks.split import study_split_fn
 
 
 def timed(store: ArtifactStore, stage: str, modality: str, fn: Callable[[], Any]) -> Any:
@@ -53,7 +54,7 @@ def main() -> None:
     st = timed(store, "ingest_studies", "", lambda: ingest_studies_fn(store, inputs.studies))
     ev = timed(store, "ingest_events", "", lambda: ingest_events_fn(store, inputs.events))
     lab = timed(store, "outcome_labels", "", lambda: outcomes_fn(store, st, ev, inputs.outcomes, cfg.outcome_settings))
-    per = {}
+    per, embs = {}, {}
     for m in cfg.modalities:
         name = m.modality
         emb = timed(store, "embed", name, lambda m=m: embed_fn(store, st, m))
@@ -63,8 +64,10 @@ def main() -> None:
                         lambda emb=emb, sae=sae, act=act: cohorts_fn(store, emb, sae, act, cfg.cohort))
         timed(store, "interpret", name,
               lambda coh=coh, name=name: interpret_fn(store, st, coh, name, cfg.interpretation))
-        per[name] = (emb, fs, coh)
-    timed(store, "associate", "", lambda: associate_fn(store, per, lab, cfg.association))
+        per[name] = (fs, coh)
+        embs[name] = emb
+    split = timed(store, "study_split", "", lambda: study_split_fn(store, lab, embs, cfg.association))
+    timed(store, "associate", "", lambda: associate_fn(store, per, lab, split, cfg.association))
     total = round(time.perf_counter() - t_all, 2)
     print(json.dumps({"summary": True, "patients": args.patients, "total_seconds": total, "out": str(out)}))
 

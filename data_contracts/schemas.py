@@ -216,6 +216,24 @@ OUTCOME_LABELS = Contract(
     required=("study_id", "subject_id", "outcome_id", "eligible", "event"),
 )
 
+# Who is analysed (models/population.py): per modality and labelled study, the patient's
+# discovery/validation split and whether the modality encoded the study. Association and
+# survival both read it, so they analyse the same studies in the same splits.
+STUDY_SPLIT = Contract(
+    name="study_split",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("subject_id", pa.int64(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),  # discovery | validation
+            pa.field("encoded", pa.bool_(), nullable=False),  # false: quarantined by this modality
+        ]
+    ),
+    required=("modality", "study_id", "subject_id", "split", "encoded"),
+)
+
 # Key of one feature x outcome result in one split (discovery | validation, by patient):
 # shared by the associations, survival and KM-curve tables so they join on it.
 PAIR_KEY = (
@@ -354,6 +372,7 @@ ALL_CONTRACTS: dict[str, Contract] = {
         FEATURE_STATS,
         COHORTS,
         OUTCOME_LABELS,
+        STUDY_SPLIT,
         ASSOCIATIONS,
         SURVIVAL,
         KM_CURVES,

@@ -20,6 +20,7 @@ from tasks.lineage import record_run
 from tasks.outcomes import label_outcomes
 from tasks.report import publish, render
 from tasks.sae import activations, select, trainer_for
+from tasks.split import study_split
 from tasks.survival import survival
 
 
@@ -49,13 +50,15 @@ class RunResult:
     studies: ArtifactRef
     events: ArtifactRef
     outcome_labels: ArtifactRef
+    study_split: ArtifactRef  # split and encoded studies: association's and survival's population
     associations: ArtifactRef
     survival: ArtifactRef
     report: ArtifactRef
     modalities: dict[str, ModalityRefs] = field(default_factory=dict)
 
     def artifacts(self) -> list[ArtifactRef]:
-        core = [self.studies, self.events, self.outcome_labels, self.associations, self.survival, self.report]
+        core = [self.studies, self.events, self.outcome_labels, self.study_split, self.associations, self.survival,
+                self.report]
         return artifact_refs(core, self.modalities)
 
 
@@ -77,19 +80,20 @@ def discovery(config_path: str) -> RunResult:
         stats, coh = cohorts(root, emb, sae, act, cfg.cohort)
         interp = interpret(root, studies, coh, m.modality, cfg.interpretation)
         mods[m.modality] = ModalityRefs(emb, sae, act, stats, coh, interp, sweep)
+    split = study_split(root, labels, {k: r.embeddings for k, r in mods.items()}, cfg.association)
     assoc = associate(
-        root, {k: (r.embeddings, r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, cfg.association,
+        root, {k: (r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, split, cfg.association,
         {k: r.activations for k, r in mods.items()},
     )
-    surv = survival(root, labels, assoc, {k: r.cohorts for k, r in mods.items()}, str(cfg.inputs.outcomes),
-                    cfg.survival, cfg.association)
+    surv = survival(root, labels, assoc, split, {k: r.cohorts for k, r in mods.items()},
+                    str(cfg.inputs.outcomes), cfg.survival)
     report = render(
         root, studies, labels, assoc,
         {k: (r.feature_stats, r.cohorts, r.interpretations) for k, r in mods.items()},
         str(cfg.inputs.outcomes), cfg.report, cfg.name, surv,
     )
     index = publish(root, report, str(cfg.report_dir))
-    produced = artifact_refs([studies, events, labels, assoc, surv, report], mods)
+    produced = artifact_refs([studies, events, labels, split, assoc, surv, report], mods)
     run_id = str(flow_run.get_id() or "local")
     record = record_run(root, run_id, produced, {"config": str(config_path), "name": cfg.name})
-    return RunResult(root, record, index, studies, events, labels, assoc, surv, report, mods)
+    return RunResult(root, record, index, studies, events, labels, split, assoc, surv, report, mods)

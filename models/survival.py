@@ -18,6 +18,8 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from lifelines.statistics import logrank_test
 
+from models.population import Population
+
 YEAR_DAYS = 365.25
 GROUPS = (("exposed", 1), ("unexposed", 0))
 
@@ -141,19 +143,21 @@ def top_hits(assoc: pd.DataFrame, top: int) -> pd.DataFrame:
 
 
 def survival_hits(
-    hits: pd.DataFrame, exposed: dict[str, dict[int, np.ndarray]], om: Any, split: np.ndarray,
+    hits: pd.DataFrame, exposed: dict[str, dict[int, np.ndarray]], om: Any, pop: Population,
     windows_days: dict[str, float], min_events: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Survival rows and KM curve rows of every hit in every split.
 
-    exposed: modality -> feature -> bool mask over om.study_ids; om: OutcomeMatrices."""
+    exposed: modality -> feature -> bool mask over om.study_ids; om: OutcomeMatrices; pop:
+    the split and encoded studies over om.study_ids, as association used them. A study the
+    hit's modality did not encode is neither exposed nor a control."""
     rows, curves = [], []
     o_index = pd.Index(om.outcome_ids)
     for h in hits.to_dict("records"):
         o = o_index.get_loc(h["outcome_id"])
         window = windows_days[h["outcome_id"]]
         for name in ("discovery", "validation"):
-            m = om.M[:, o] & (split == name)
+            m = om.M[:, o] & (pop.split == name) & pop.encoded[h["modality"]]
             d = pd.DataFrame({"time_days": om.T[m, o], "event": om.Y[m, o].astype(int),
                               "exposed": exposed[h["modality"]][int(h["feature_id"])][m].astype(int),
                               "age_years": om.age[m], "male": om.male[m]})

@@ -31,7 +31,7 @@ def test_flow_end_to_end_rerun_and_partial_recompute(prefect_harness: None, tiny
     record = json.loads(Path(first.run_record).read_text())
     kinds = {a["kind"] for a in record["artifacts"]}
     assert {"studies", "events", "embeddings", "sae", "activations", "feature_stats", "cohorts",
-            "outcome_labels", "associations", "survival", "interpretations", "report"} <= kinds
+            "outcome_labels", "study_split", "associations", "survival", "interpretations", "report"} <= kinds
     before = _artifact_dirs(store)
 
     second = discovery(str(config))

@@ -155,3 +155,54 @@ def test_cox_retries_after_a_convergence_warning(monkeypatch: pytest.MonkeyPatch
     assert summ is not None and summ.loc["exposed", "coef"] == pytest.approx(ref.params[0], rel=1e-5)
     Flaky.fail_steps = {0.95, 0.1}
     assert surv.cox_fit(d, "time_days", "event", ["exposed", "age_years", "male"]) is None
+
+
+def _quarantine_cohort(seed: int = 6, n: int = 800) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """One study per patient; `feature` exposure raises the hazard; the image modality
+    could not encode `quarantined` studies, which therefore are never in its cohorts."""
+    rng = np.random.default_rng(seed)
+    feature = rng.uniform(size=n) < 0.3
+    age, male = rng.normal(60, 10, n), rng.uniform(size=n) < 0.5
+    t_event = rng.exponential(1 / (0.0004 * np.exp(0.8 * feature + 0.02 * (age - 60))))
+    t_cens = rng.uniform(300, 1461, n)
+    lab = pd.DataFrame({"study_id": [f"s{i:04d}" for i in range(n)], "subject_id": np.arange(n),
+                        "outcome_id": "o", "eligible": rng.uniform(size=n) < 0.95,
+                        "event": t_event <= t_cens, "time_days": np.minimum(t_event, t_cens),
+                        "age_years": age, "sex": np.where(male, "M", "F")})
+    return lab, feature, rng.uniform(size=n) < 0.25
+
+
+def test_survival_leaves_out_studies_the_modality_did_not_encode() -> None:
+    """Quarantined studies are neither exposed nor controls of that modality (as in
+    association), in both splits; counts, at-risk table, Cox and log-rank are checked
+    against an independent analysis of the correctly filtered studies."""
+    from statsmodels.duration.survfunc import survdiff
+
+    from models.association import outcome_matrices
+    from models.population import population_arrays, study_population
+    from models.survival import survival_hits
+
+    lab, feature, quarantined = _quarantine_cohort()
+    table = study_population(lab, {"image": lab["study_id"][~quarantined], "report": lab["study_id"]}, 0.5, 1)
+    om = outcome_matrices(lab)
+    pop = population_arrays(table, om.study_ids, om.subject_ids, ["image", "report"], "t")
+    hits = pd.DataFrame({"modality": ["image", "report"], "feature_id": [0, 0], "outcome_id": "o", "rank": 1})
+    exposed = {"image": {0: feature & ~quarantined}, "report": {0: feature}}
+    summary, curves = survival_hits(hits, exposed, om, pop, {"o": 1461.0}, min_events=2)
+    assert len(summary) == 4 and summary["flag"].isna().all()
+    for r in summary.itertuples():
+        keep = lab["eligible"].to_numpy() & (pop.split == r.split)
+        if r.modality == "image":
+            assert (keep & quarantined).sum() > 20  # the bug counted these as controls
+            keep &= ~quarantined
+        d = lab[keep].assign(exposed=feature[keep].astype(int), male=lambda x: (x["sex"] == "M").astype(float))
+        assert (r.n, r.n_exposed, r.n_events) == (len(d), d["exposed"].sum(), d["event"].sum())
+        ref = PHReg(d["time_days"], d[["exposed", "age_years", "male"]].to_numpy(float),
+                    status=d["event"].astype(int), ties="efron").fit()
+        assert np.log(r.hazard_ratio) == pytest.approx(ref.params[0], rel=1e-5)
+        assert r.logrank_p == pytest.approx(survdiff(d["time_days"], d["event"].astype(int), d["exposed"])[1],
+                                            rel=1e-6)
+        marks = curves[(curves["modality"] == r.modality) & (curves["split"] == r.split) & curves["year"].notna()]
+        for m in marks.itertuples():
+            g = d[d["exposed"] == (1 if m.group == "exposed" else 0)]
+            assert m.n_at_risk == (g["time_days"] >= m.time_days).sum()

@@ -27,6 +27,7 @@ from tasks.embed import embed_fn
 from tasks.ingest import ingest_events_fn, ingest_studies_fn
 from tasks.outcomes import outcomes_fn
 from tasks.sae import activations_fn, train_fn
+from tasks.split import study_split_fn
 
 SD_COLS = ["sd_odds_ratio", "sd_ci_low", "sd_ci_high", "sd_p_value"]
 
@@ -48,12 +49,12 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     fs, coh = cohorts_fn(store, emb, sae, act, CohortConfig(min_cohort_size=3))
     base = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=16)
     with_sd = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=16, or_per_sd=True)
-    off = store.read_table(associate_fn(store, {"image": (emb, fs, coh)}, lab, base, {"image": act}))
+    split_ref = study_split_fn(store, lab, {"image": emb}, base)
+    off = store.read_table(associate_fn(store, {"image": (fs, coh)}, lab, split_ref, base, {"image": act}))
     assert off[SD_COLS].isna().all().all()
     with pytest.raises(ValueError, match="activations"):
-        associate_fn(store, {"image": (emb, fs, coh)}, lab, with_sd)
-    on_ref = associate_fn(store, {"image": (emb, fs, coh)}, lab, with_sd,
-                          {"image": act})
+        associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd)
+    on_ref = associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd, {"image": act})
     on = store.read_table(on_ref)
     assert store.manifest(on_ref)["contract"] == "associations@3"
     fitted = on[on["sd_odds_ratio"].notna()]
