@@ -150,50 +150,131 @@ def _bucket(n: int, cols: np.ndarray, vals: np.ndarray, level: np.ndarray, n_lev
     return start, vec, xrow, val
 
 
+@inlined
+def _latent_rows(c: int, start: np.ndarray, vec: np.ndarray, xrow: np.ndarray, val: np.ndarray,
+                 gvec: np.ndarray, xc: np.ndarray, w_dec: np.ndarray, gd: np.ndarray, ge: np.ndarray) -> Any:
+    """Latent c's gradient rows into gd (decoder) and ge (encoder); returns its b_enc
+    gradient. For a pair with output gradient g and value v, g_v = <g, W_dec[c]> flows
+    through ReLU into the encoder (g_v xc, and g_v into b_enc) and the decoder row gets v g,
+    minus its component along the unit row."""
+    d = gd.shape[0]
+    gd[:] = 0.0
+    ge[:] = 0.0
+    gsum, par = np.float32(0.0), np.float32(0.0)
+    for i in range(start[c], start[c + 1]):
+        q, xr, v = vec[i], xrow[i], val[i]
+        gv = np.float32(0.0)
+        for t in range(d):
+            gv += gvec[q, t] * w_dec[c, t]
+        for t in range(d):
+            gd[t] += v * gvec[q, t]
+        for t in range(d):
+            ge[t] += gv * xc[xr, t]
+        gsum += gv
+        par += v * gv
+    for t in range(d):
+        gd[t] -= par * w_dec[c, t]
+    return gsum
+
+
 @kernel
 def _latent_pass(start: np.ndarray, vec: np.ndarray, xrow: np.ndarray, val: np.ndarray,
                  gvec: np.ndarray, xc: np.ndarray, w_enc: np.ndarray, w_dec: np.ndarray,
-                 gw_enc: np.ndarray, gw_dec: np.ndarray, gb_enc: np.ndarray, gb_dec: np.ndarray) -> float:
-    """Every latent's gradient rows, written whole (latents with no pair get zeros, so no
-    separate zeroing pass): for a pair with output gradient g and value v, g_v = <g, W_dec[c]>
-    flows through ReLU into the encoder (g_v xc, g_v, -g_v W_enc[c]) and the decoder row
-    gets v g minus its component along the unit row. Returns the squared norm of all
-    gradients written here (for clipping)."""
+                 gw_enc: np.ndarray, gw_dec: np.ndarray, gb_enc: np.ndarray, gb_dec: np.ndarray,
+                 write_rows: bool) -> float:
+    """Every latent's gradients: b_enc and b_dec always; the weight rows too when
+    `write_rows` (written whole, zeros for latents without pairs, so no zeroing pass).
+    Returns the squared norm of the gradients of W_enc, W_dec and b_enc (for clipping)."""
     n, d = w_dec.shape
     gd = np.empty(d, np.float32)
     ge = np.empty(d, np.float32)
     ss = 0.0
     for c in range(n):
         if start[c] == start[c + 1]:
-            gw_dec[c] = 0.0
-            gw_enc[c] = 0.0
             gb_enc[c] = 0.0
+            if write_rows:
+                gw_dec[c] = 0.0
+                gw_enc[c] = 0.0
             continue
-        gd[:] = 0.0
-        ge[:] = 0.0
-        gsum, par = np.float32(0.0), np.float32(0.0)
-        for i in range(start[c], start[c + 1]):
-            q, xr, v = vec[i], xrow[i], val[i]
-            gv = np.float32(0.0)
-            for t in range(d):
-                gv += gvec[q, t] * w_dec[c, t]
-            for t in range(d):
-                gd[t] += v * gvec[q, t]
-            for t in range(d):
-                ge[t] += gv * xc[xr, t]
-            gsum += gv
-            par += v * gv
-        for t in range(d):
-            gw_dec[c, t] = gd[t] - par * w_dec[c, t]
-        for t in range(d):
-            gw_enc[c, t] = ge[t]
+        gsum = _latent_rows(c, start, vec, xrow, val, gvec, xc, w_dec, gd, ge)
         for t in range(d):
             gb_dec[t] -= gsum * w_enc[c, t]
         gb_enc[c] = gsum
         for t in range(d):
-            ss += gw_dec[c, t] * gw_dec[c, t] + ge[t] * ge[t]
+            ss += gd[t] * gd[t] + ge[t] * ge[t]
         ss += float(gsum * gsum)
+        if write_rows:
+            gw_dec[c] = gd
+            gw_enc[c] = ge
     return ss
+
+
+@inlined
+def _adam_row(p: np.ndarray, m: np.ndarray, v: np.ndarray, i: int, g: np.ndarray, gs: np.floating[Any] | float,
+              c: np.ndarray) -> None:
+    """Adam on row i of p from gradient g * gs; c = (1 - beta1, beta2, 1 - beta2, step
+    size, sqrt of the second bias correction, eps) as float32, as torch's fused Adam."""
+    for t in range(p.shape[1]):
+        gt = g[t] * gs
+        m[i, t] += c[0] * (gt - m[i, t])
+        v[i, t] = c[1] * v[i, t] + c[2] * gt * gt
+        p[i, t] -= c[3] * m[i, t] / (np.sqrt(v[i, t]) / c[4] + c[5])
+
+
+@kernel
+def _adam_latents(start: np.ndarray, vec: np.ndarray, xrow: np.ndarray, val: np.ndarray,
+                  gvec: np.ndarray, xc: np.ndarray, enc: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  dec: tuple[np.ndarray, np.ndarray, np.ndarray], gs: np.floating[Any] | float,
+                  consts: np.ndarray) -> None:
+    """Adam on every row of W_enc and W_dec (enc/dec: weight, exp_avg, exp_avg_sq), each
+    row's gradient recomputed where it is needed, so no gradient matrix is written or read;
+    decoder rows are renormalised after their update. Rows are independent: row c's
+    gradient uses only row c of the weights, read before it is updated."""
+    n, d = enc[0].shape
+    gd = np.zeros(d, np.float32)
+    ge = np.zeros(d, np.float32)
+    for c in range(n):
+        if start[c] < start[c + 1]:
+            _latent_rows(c, start, vec, xrow, val, gvec, xc, dec[0], gd, ge)
+        elif c > 0 and start[c - 1] < start[c]:  # the previous latent left its rows behind
+            gd[:] = 0.0
+            ge[:] = 0.0
+        _adam_row(enc[0], enc[1], enc[2], c, ge, gs, consts)
+        _adam_row(dec[0], dec[1], dec[2], c, gd, gs, consts)
+        _unit_row(dec[0], c)
+
+
+@inlined
+def _unit_row(w: np.ndarray, i: int) -> None:
+    nn = np.float32(0.0)
+    for t in range(w.shape[1]):
+        nn += w[i, t] * w[i, t]
+    inv = np.float32(1.0) / max(np.sqrt(nn), np.float32(1e-8))
+    for t in range(w.shape[1]):
+        w[i, t] *= inv
+
+
+@kernel
+def _prepare(xn: np.ndarray, b_dec: np.ndarray, w_dec: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+             bounds: np.ndarray, aux_cols: np.ndarray, aux_vals: np.ndarray, aux_alpha: float,
+             gb_dec: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                          np.ndarray]:
+    """Forward pass and what the per-latent gradients need: (loss, start, vec, xrow, val,
+    gvec, xc) -- see _residuals and _bucket; gb_dec gets the decoder-bias part."""
+    b_rows, d = xn.shape
+    n_lev = bounds.shape[0]
+    r_aux = aux_cols.shape[0] if aux_alpha > 0 and aux_cols.shape[0] > 1 else 0
+    gvec = np.empty((b_rows * n_lev + r_aux, d), np.float32)
+    xc = np.empty((b_rows, d), np.float32)
+    err = np.empty((r_aux, d), np.float32)
+    level = np.empty(cols.shape, np.int64)
+    gb_dec[:] = 0.0
+    loss = _residuals(xn, b_dec, w_dec, cols, vals, bounds, level, gvec, xc, err, gb_dec)
+    if r_aux:
+        loss += _aux_residuals(w_dec, aux_cols, aux_vals, aux_alpha, err, gvec[b_rows * n_lev:])
+    start, vec, xrow, val = _bucket(w_dec.shape[0], cols, vals, level, n_lev, aux_cols[:r_aux],
+                                    aux_vals[:r_aux], b_rows * n_lev)
+    return loss, start, vec, xrow, val, gvec, xc
 
 
 @kernel
@@ -208,51 +289,60 @@ def sparse_grads(xn: np.ndarray, b_dec: np.ndarray, w_enc: np.ndarray, w_dec: np
     N) and rows of |x_hat_p - x|^2, plus aux_alpha times the AuxK loss of the first
     len(aux_cols) rows: |sum aux_vals W_dec[aux_cols] - e|^2 / sum |e - mean e|^2 with
     e = x - x_hat (the full reconstruction, held constant). Returns (loss, squared global
-    gradient norm)."""
-    b_rows, d = xn.shape
-    n_lev = bounds.shape[0]
-    r_aux = aux_cols.shape[0] if aux_alpha > 0 and aux_cols.shape[0] > 1 else 0
-    gvec = np.empty((b_rows * n_lev + r_aux, d), np.float32)
-    xc = np.empty((b_rows, d), np.float32)
-    err = np.empty((r_aux, d), np.float32)
-    level = np.empty(cols.shape, np.int64)
-    gb_dec[:] = 0.0
-    loss = _residuals(xn, b_dec, w_dec, cols, vals, bounds, level, gvec, xc, err, gb_dec)
-    if r_aux:
-        loss += _aux_residuals(w_dec, aux_cols, aux_vals, aux_alpha, err, gvec[b_rows * n_lev:])
-    aux_c, aux_v = aux_cols[:r_aux], aux_vals[:r_aux]
-    start, vec, xrow, val = _bucket(w_dec.shape[0], cols, vals, level, n_lev, aux_c, aux_v, b_rows * n_lev)
-    ss = _latent_pass(start, vec, xrow, val, gvec, xc, w_enc, w_dec, gw_enc, gw_dec, gb_enc, gb_dec)
-    for t in range(d):
+    gradient norm). The training step uses train_update, which never writes the weight
+    gradients; this is the same arithmetic with them materialised."""
+    loss, start, vec, xrow, val, gvec, xc = _prepare(xn, b_dec, w_dec, cols, vals, bounds, aux_cols,
+                                                     aux_vals, aux_alpha, gb_dec)
+    ss = _latent_pass(start, vec, xrow, val, gvec, xc, w_enc, w_dec, gw_enc, gw_dec, gb_enc, gb_dec, True)
+    for t in range(gb_dec.shape[0]):
         ss += gb_dec[t] * gb_dec[t]
     return loss, ss
 
 
 @kernel
-def adam_rows(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, gscale: float, lr: float,
-              beta1: float, beta2: float, eps: float, step: int, renorm: bool) -> None:
-    """torch.optim.Adam's update (no weight decay, no amsgrad) on a 2-D parameter, gradient
-    scaled by `gscale` (clipping). With `renorm`
-    each updated row is rescaled to unit norm, as the trainer does after every step."""
-    # float32 arithmetic, as torch's fused CPU Adam does for float32 parameters
-    one_m_b1, b2, one_m_b2 = np.float32(1.0 - beta1), np.float32(beta2), np.float32(1.0 - beta2)
-    step_size = np.float32(lr / (1.0 - beta1**step))
-    bc2_sqrt, eps32, gs = np.float32(math.sqrt(1.0 - beta2**step)), np.float32(eps), np.float32(gscale)
-    rows, d = p.shape
-    for i in range(rows):
-        pr, gr, mr, vr = p[i], g[i], m[i], v[i]
-        for t in range(d):
-            gt = gr[t] * gs
-            mr[t] += one_m_b1 * (gt - mr[t])
-            vr[t] = b2 * vr[t] + one_m_b2 * gt * gt
-            pr[t] -= step_size * mr[t] / (np.sqrt(vr[t]) / bc2_sqrt + eps32)
+def train_update(xn: np.ndarray, cols: np.ndarray, vals: np.ndarray, bounds: np.ndarray,
+                 aux_cols: np.ndarray, aux_vals: np.ndarray, aux_alpha: float, max_norm: float,
+                 enc: tuple[np.ndarray, np.ndarray, np.ndarray], dec: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 b_enc: tuple[np.ndarray, np.ndarray, np.ndarray], b_dec: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 consts: np.ndarray) -> tuple[float, float]:
+    """One optimisation step in place: the loss of sparse_grads, its gradient clipped to
+    global norm max_norm, Adam on every parameter ((weight, exp_avg, exp_avg_sq) each; the
+    biases as (1, n) rows), unit-norm decoder rows. Two passes over the latents: the first
+    takes the gradient norm (and the bias gradients), the second recomputes each row's
+    gradient where Adam needs it. Returns (loss, gradient norm before clipping)."""
+    d = xn.shape[1]
+    gb_dec = np.empty(d, np.float32)
+    gb_enc = np.empty(enc[0].shape[0], np.float32)
+    none = np.empty((0, d), np.float32)
+    loss, start, vec, xrow, val, gvec, xc = _prepare(xn, b_dec[0][0], dec[0], cols, vals, bounds, aux_cols,
+                                                     aux_vals, aux_alpha, gb_dec)
+    ss = _latent_pass(start, vec, xrow, val, gvec, xc, enc[0], dec[0], none, none, gb_enc, gb_dec, False)
+    for t in range(d):
+        ss += gb_dec[t] * gb_dec[t]
+    norm = np.sqrt(ss)
+    gs = np.float32(max_norm / (norm + 1e-6)) if norm > max_norm else np.float32(1.0)
+    _adam_latents(start, vec, xrow, val, gvec, xc, enc, dec, gs, consts)
+    _adam_row(b_enc[0], b_enc[1], b_enc[2], 0, gb_enc, gs, consts)
+    _adam_row(b_dec[0], b_dec[1], b_dec[2], 0, gb_dec, gs, consts)
+    return loss, norm
+
+
+def adam_consts(lr: float, beta1: float, beta2: float, eps: float, step: int) -> np.ndarray:
+    """_adam_row's constants for optimizer step `step` (1-based), as float32."""
+    return np.array([1.0 - beta1, beta2, 1.0 - beta2, lr / (1.0 - beta1**step),
+                     math.sqrt(1.0 - beta2**step), eps], np.float32)
+
+
+@kernel
+def adam_rows(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, gscale: float,
+              consts: np.ndarray, renorm: bool) -> None:
+    """torch.optim.Adam's update (no weight decay, no amsgrad) on a 2-D parameter from
+    gradient g * gscale; with `renorm` each updated row is rescaled to unit norm."""
+    gs = np.float32(gscale)
+    for i in range(p.shape[0]):
+        _adam_row(p, m, v, i, g[i], gs, consts)
         if renorm:
-            n = 0.0
-            for t in range(d):
-                n += pr[t] * pr[t]
-            inv = 1.0 / max(math.sqrt(n), 1e-8)
-            for t in range(d):
-                pr[t] *= inv
+            _unit_row(p, i)
 
 
 @kernel

@@ -10,7 +10,6 @@ gives the end-to-end figures): see the closing notes of issue 3.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,14 @@ import torch
 
 from data_contracts.config import SAEConfig
 from models.sae import SparseAutoencoder
-from models.sae_cpu_kernels import adam_rows, mark_fired, sparse_grads
-from models.sae_cpu_select import Bf16Selector, amx_bf16_available, exact_values, groups_fit, select_rows
+from models.sae_cpu_kernels import adam_consts, mark_fired, train_update
+from models.sae_cpu_select import (
+    Bf16Selector,
+    amx_bf16_available,
+    exact_values,
+    groups_fit,
+    select_rows,
+)
 from models.sae_step import AUXK_ROWS, Stepper, lr_at
 
 
@@ -30,12 +35,18 @@ def compiled_step_supported(device: torch.device, cfg: SAEConfig, selection: str
     return device.type == "cpu" and (cfg.dtype != "bfloat16" or selection == "topk")
 
 
+BF16_AUTO_MIN_FEATURES = 4096
+
+
 def bf16_selection(cfg: SAEConfig, model: SparseAutoencoder) -> bool:
-    """Certified bf16 selection (models/sae_cpu_select.py): per-row TopK whose latents split
-    into groups, with dtype bfloat16, or auto on a CPU that multiplies bf16 in hardware."""
+    """Certified bf16 selection (models/sae_cpu_select.py) for per-row TopK whose latents
+    split into groups: with dtype bfloat16, or under auto on a CPU that multiplies bf16 in
+    hardware once N >= 4096. Below that, re-scoring the candidates costs what the bf16
+    matmul saves (`benchmarks/sae_select.py`: at d 256, N 2048, k 8 both take about the
+    same time; at N 8192 the bf16 selection is faster)."""
     if model.selection != "topk" or cfg.dtype == "float32" or not groups_fit(model.n_features, model.k):
         return False
-    return cfg.dtype == "bfloat16" or amx_bf16_available()
+    return cfg.dtype == "bfloat16" or (amx_bf16_available() and model.n_features >= BF16_AUTO_MIN_FEATURES)
 
 
 def adam_state(opt: torch.optim.Optimizer, p: torch.nn.Parameter) -> dict[str, torch.Tensor]:
@@ -55,7 +66,7 @@ def auxk_code(pre: np.ndarray, dead: np.ndarray, k_aux: int) -> tuple[np.ndarray
     r = min(AUXK_ROWS, pre.shape[0])
     dead_idx = np.flatnonzero(dead)
     k = min(k_aux, len(dead_idx))
-    sub = pre[:r, dead_idx]
+    sub = pre[:r, dead_idx]  # argpartition beat a compiled heap here (0.36 vs 0.57 ms, 64 x 1000, k 32)
     pos = np.argpartition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k:]
     vals = np.take_along_axis(sub, pos, 1)
     return dead_idx[pos], np.maximum(vals, 0.0, out=vals)
@@ -69,33 +80,29 @@ def _as2d(t: torch.Tensor) -> np.ndarray:
 
 
 class _AdamViews:
-    """numpy views of (param, grad, exp_avg, exp_avg_sq, step) per parameter, rebuilt only
-    when the optimizer's state tensors change (first step, or a resumed state_dict)."""
+    """numpy views of (param, exp_avg, exp_avg_sq) per parameter as 2-D arrays, and of the
+    step counters; rebuilt only when the optimizer's state tensors change (first step, or a
+    resumed state_dict)."""
 
     def __init__(self) -> None:
         self.key: tuple[int, ...] = ()
-        self.views: list[tuple[np.ndarray, ...]] = []
+        self.triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.steps: list[np.ndarray] = []
 
-    def get(self, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> list[tuple[np.ndarray, ...]]:
+    def refresh(self, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> None:
         states = [adam_state(opt, p) for p in params]
         key = tuple(id(t) for st in states for t in st.values())
         if key != self.key:
             self.key = key
-            self.views = [(_as2d(p), _as2d(p.grad), _as2d(st["exp_avg"]), _as2d(st["exp_avg_sq"]),
-                           st["step"].numpy().reshape(1)) for p, st in zip(params, states, strict=True)
-                          if p.grad is not None]
-        return self.views
+            self.triples = [(_as2d(p), _as2d(st["exp_avg"]), _as2d(st["exp_avg_sq"]))
+                            for p, st in zip(params, states, strict=True)]
+            self.steps = [st["step"].numpy().reshape(1) for st in states]
 
-
-def adam_update(views: list[tuple[np.ndarray, ...]], group: dict[str, Any], gscale: float,
-                renorm: int) -> None:
-    """One Adam step of every parameter from its gradient (scaled by gscale, for clipping);
-    parameter number `renorm` gets unit-norm rows afterwards."""
-    beta1, beta2 = group["betas"]
-    lr, eps = float(group["lr"]), float(group["eps"])
-    for i, (p, g, m, v, step) in enumerate(views):
-        step += 1
-        adam_rows(p, g, m, v, gscale, lr, beta1, beta2, eps, int(step[0]), i == renorm)
+    def advance(self) -> int:
+        """Count one optimizer step in every parameter's state; the new (1-based) step."""
+        for s in self.steps:
+            s += 1
+        return int(self.steps[0][0])
 
 
 class CompiledStepper(Stepper):
@@ -123,13 +130,14 @@ class CompiledStepper(Stepper):
             if self.low is not None:  # approximate pre-activations: AuxK values in fp32
                 exact_values((xb[: len(aux[0])] - m.b_dec).detach().numpy(), w[0], w[2], aux[0], aux[1])
                 np.maximum(aux[1], 0.0, out=aux[1])
-        grads = [self._grad(p).numpy() for p in params]
-        _, sq_norm = sparse_grads(xb.numpy(), w[3], w[0], w[1], cols, vals, self.bounds, aux[0], aux[1],
-                                  float(cfg.auxk_alpha), *grads)
-        total = math.sqrt(sq_norm)  # clip like clip_grad_norm_
-        gscale = cfg.grad_clip / (total + 1e-6) if total > cfg.grad_clip else 1.0
-        adam_update(self._views.get(self.opt, self.params), self.opt.param_groups[0], gscale,
-                    self.params.index(m.W_dec))
+        views = self._views
+        views.refresh(self.opt, list(params))
+        group = self.opt.param_groups[0]
+        beta1, beta2 = group["betas"]
+        consts = adam_consts(float(group["lr"]), beta1, beta2, float(group["eps"]), views.advance())
+        enc, dec, benc, bdec = views.triples
+        train_update(xb.numpy(), cols, vals, self.bounds, aux[0], aux[1], float(cfg.auxk_alpha), cfg.grad_clip,
+                     enc, dec, benc, bdec, consts)
         mark_fired(since, cols, vals)
         if m.selection == "batchtopk":
             self._track_threshold(torch.from_numpy(vals))
@@ -156,10 +164,3 @@ class CompiledStepper(Stepper):
     @property
     def bounds(self) -> np.ndarray:
         return np.asarray(self.model.prefixes, dtype=np.int64)
-
-    @staticmethod
-    def _grad(p: torch.nn.Parameter) -> torch.Tensor:
-        """The persistent .grad, overwritten whole by every step."""
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        return p.grad

@@ -10,7 +10,7 @@ import torch
 
 from data_contracts.config import SAEConfig
 from models.sae import build_sae
-from models.sae_cpu_kernels import adam_rows, sparse_grads
+from models.sae_cpu_kernels import adam_consts, adam_rows, sparse_grads
 from models.sae_cpu_step import CompiledStepper, auxk_code, select_rows
 from models.sae_step import Stepper
 
@@ -99,7 +99,7 @@ def test_adam_rows_matches_torch_adam(renorm: bool) -> None:
         if renorm:
             with torch.no_grad():
                 p_ref /= p_ref.norm(dim=1, keepdim=True)
-        adam_rows(p, g.numpy().copy(), m, v, 0.5, 1e-2, 0.9, 0.999, 1e-8, step, renorm)
+        adam_rows(p, g.numpy().copy(), m, v, 0.5, adam_consts(1e-2, 0.9, 0.999, 1e-8, step), renorm)
         np.testing.assert_allclose(p, p_ref.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(m, opt.state[p_ref]["exp_avg"].numpy(), rtol=1e-5, atol=1e-7)
 
