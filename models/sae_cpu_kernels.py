@@ -2,15 +2,20 @@
 
 In plain torch a CPU step is a chain of memory-bound passes over (B, k, d) contribution
 tensors and (N, d) gradients -- gather, multiply, project, index_add, zero, norm, Adam,
-renorm -- each reading and writing megabytes. These kernels do the same arithmetic in a few
-passes: one per batch row for the forward decode and every sparse gradient (main loss,
-Matryoshka prefixes, AuxK), one norm pass, and one Adam pass that also zeroes the gradient
-and renormalises decoder rows while each row is in cache. The dense selection matmul stays
-with BLAS.
+renorm -- each reading and writing megabytes. Here the step after selection is three
+passes (`train_update`):
+1. per batch row: the forward decode of every Matryoshka prefix and AuxK, giving the
+   gradient each firing latent's output receives; the firing pairs are bucketed by latent;
+2. per latent: its gradient rows, only for their norm (global-norm clipping needs it
+   before any update) and the bias gradients;
+3. per latent: its gradient rows again, then Adam on that row of W_enc and W_dec and the
+   decoder row's renormalisation, while the rows are in cache.
+No (N, d) gradient is ever written or read: on the benchmark step that is 8 MB of 36 MB of
+traffic gone (`sparse_grads` keeps the materialised form, for tests and inspection).
 
 All kernels are single-threaded (they run in the caller's thread, release the GIL, and are
 deterministic); `fastmath` allows only reassociation and FMA contraction, so reductions
-vectorise but NaN/inf semantics are kept.
+vectorise but NaN/inf semantics are kept. Compiled code is cached on disk (numba `cache`).
 """
 
 from __future__ import annotations

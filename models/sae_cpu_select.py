@@ -16,7 +16,7 @@ import torch
 
 from models.sae_cpu_kernels import inlined, kernel
 
-GROUP_SIZE = 16  # entries per strided group (see topk_groups)
+GROUP_SIZE = 16  # adjacent entries per group: one 64-byte cache line of float32 (see topk_groups)
 BF16_U = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits, round to nearest even)
 F32_U = 2.0**-24
 SAFETY = 1.25  # margin on the error bound, for accumulation orders we cannot see
@@ -57,13 +57,14 @@ def _write_sorted(hv: np.ndarray, hi: np.ndarray, k: int, r: int, cols_out: np.n
 def topk_groups(scores: np.ndarray, group_max: np.ndarray, k: int, cols_out: np.ndarray,
                 vals_out: np.ndarray) -> None:
     """Exact top-k of each row of scores (R, G * S), given group_max[r, g] = the maximum of
-    the strided group scores[r, g::G] (S entries each). Written as column ids sorted
+    group g, the S adjacent entries scores[r, g*S:(g+1)*S]. Written as column ids sorted
     ascending and their scores; among tied entries the earlier offered wins.
 
     The k largest entries lie in the k groups with the largest maxima: a group whose maximum
     is beaten by k other groups' maxima holds nothing above k distinct entries. So a min-heap
     first picks k of the G group maxima, then scans only those k groups (k * S entries)
-    instead of all G * S entries of the row."""
+    instead of all G * S entries of the row. Groups are adjacent entries (one cache line
+    each), so the second scan touches k cache lines per row, not k * S."""
     rows, n_groups = group_max.shape
     size = scores.shape[1] // n_groups
     hv, hi, picked = np.empty(k, np.float32), np.empty(k, np.int64), np.empty(k, np.int64)
@@ -77,7 +78,7 @@ def topk_groups(scores: np.ndarray, group_max: np.ndarray, k: int, cols_out: np.
         hv[:] = -np.inf
         for q in range(k):
             for t in range(size):
-                c = picked[q] + t * n_groups
+                c = picked[q] * size + t
                 if scores[r, c] > hv[0]:
                     _replace_min(hv, hi, k, scores[r, c], c)
         _write_sorted(hv, hi, k, r, cols_out, vals_out)
@@ -132,7 +133,7 @@ def topk_certified(approx: np.ndarray, group_max: np.ndarray, k: int, base: np.n
         for g in range(n_groups):
             if group_max[r, g] >= floor:
                 for t in range(size):
-                    c = g + t * n_groups
+                    c = g * size + t
                     if approx[r, c] >= floor:
                         if m < cap:
                             cand[m] = c
@@ -216,10 +217,23 @@ def groups_fit(n: int, k: int) -> bool:
 
 
 def group_maxima(scores: np.ndarray) -> np.ndarray:
-    """Maxima of the strided groups scores[:, g::G]; torch's reduction (0.08 ms at 256 x 2048
-    on 1 thread) beats numpy's (0.18 ms) and numba's scalar max chains."""
     b, n = scores.shape
-    return torch.from_numpy(scores).view(b, GROUP_SIZE, n // GROUP_SIZE).amax(dim=1).numpy()
+    out = np.empty((b, n // GROUP_SIZE), np.float32)
+    block_maxima(scores, out)
+    return out
+
+
+@kernel
+def block_maxima(scores: np.ndarray, out: np.ndarray) -> None:
+    """out[r, g] = max of scores[r, g*S:(g+1)*S], S = GROUP_SIZE (unrolled: it vectorises;
+    0.2 ms at 256 x 2048 on 1 thread, torch's amax over the last axis 0.5 ms)."""
+    for r in range(out.shape[0]):
+        for g in range(out.shape[1]):
+            m = scores[r, g * GROUP_SIZE]
+            for t in range(1, GROUP_SIZE):
+                v = scores[r, g * GROUP_SIZE + t]
+                m = v if v > m else m
+            out[r, g] = m
 
 
 def amx_bf16_available() -> bool:

@@ -4,8 +4,9 @@ Same arithmetic as the autograd `Stepper` -- selection, Matryoshka prefix losses
 dead latents, projected decoder gradients, global-norm clipping, Adam, unit-norm decoder
 rows -- with the gradients written by hand. Adam's moments and step count live in the
 torch optimizer's state, so checkpoints and resume are shared with the torch path.
-Measured on 1 thread (B 256, d 256, N 2048, K 8, AuxK active; `benchmarks/sae_train.py`
-gives the end-to-end figures): see the closing notes of issue 3.
+On one thread at B 256, d 256, N 2048, K 8 with AuxK active, a step took about 5.6 ms
+against 12 ms for the autograd step (interleaved runs on this 2-core machine);
+`benchmarks/sae_train.py` gives the end-to-end figures.
 """
 
 from __future__ import annotations

@@ -89,12 +89,11 @@ def train_clock(dev: torch.device) -> Callable[[], float]:
 
 
 def select_dtype(cfg: SAEConfig, dev: torch.device) -> torch.dtype:
-    """dtype of the dense selection matmul: bf16 when asked, or under 'auto' on a CUDA
-    device with bf16. Not on CPU under 'auto': with AMX the bf16 matmul is 4x faster here,
-    but converting its output and recomputing the selected values in fp32 cost more than
-    that saves at d = 256, N = 2048 (measured: 4.0 vs 3.1 ms per step for select + values),
-    and bf16 selection picks slightly different latents: on the planted benchmark recovered
-    0.976 vs 0.980 and held-out FVU 0.087 vs 0.083 (selected values recomputed in fp32)."""
+    """dtype of the torch step's dense selection matmul: bf16 when asked, or under 'auto' on a
+    CUDA device with bf16; fp32 on CPU under 'auto'. (The compiled CPU step chooses its own,
+    see models/sae_cpu_step.bf16_selection: its bf16 selection is certified exact.) Plain bf16
+    selection picks slightly different latents: recomputing only the selected values in fp32
+    gave recovered 0.976 vs 0.980 on the planted benchmark."""
     return torch.float32 if cfg.dtype == "auto" and dev.type == "cpu" else resolve_dtype(cfg.dtype, dev)
 
 
