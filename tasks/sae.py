@@ -9,6 +9,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import torch
 from prefect import Task, task
 from prefect.cache_policies import NONE
 from prefect.futures import PrefectFutureList
@@ -17,7 +18,6 @@ from data_contracts.config import SAEConfig
 from data_contracts.schemas import ACTIVATIONS, SAE_METRICS, SAE_SWEEP
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from models.cohorts import sparse_activations
-from models.devices import resolve_device
 from models.sae_checkpoint import load_sae, read_meta, save_sae
 from models.sae_data import ParquetSource
 from models.sae_encode import iter_encoded
@@ -99,10 +99,16 @@ def train(store_root: str, embeddings: ArtifactRef, cfg: SAEConfig) -> ArtifactR
 
 
 def trainer_for(runs: Sequence[SAEConfig]) -> Task:
-    """The train task, tagged "gpu" when the runs will use CUDA (so a GPU work pool can
-    take them)."""
-    cuda = any(resolve_device(c.device).type == "cuda" for c in runs)
-    return train.with_options(tags=["train", "gpu"]) if cuda else train
+    """The train task, tagged "gpu" when a run asks for CUDA, or for 'auto' where this
+    process sees a GPU (the runs train in the flow's task runner), so a `gpu` tag
+    concurrency limit caps how many share it. Decided from the configs without resolving
+    'cuda' here: resolving raises on a machine without a GPU."""
+    gpu = any(c.device == "cuda" or (c.device == "auto" and gpu_visible()) for c in runs)
+    return train.with_options(tags=["train", "gpu"]) if gpu else train
+
+
+def gpu_visible() -> bool:
+    return torch.cuda.is_available()
 
 
 @task(name="select-sae", cache_policy=NONE)

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+import tasks.sae as sae_tasks
 from data_contracts.config import SAEConfig, SAESweepConfig
 from data_contracts.schemas import EMBEDDINGS
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from models.cohorts import sparse_activations
 from models.sae_checkpoint import load_sae
 from models.sae_encode import encode
-from tasks.sae import activations_fn, select_fn, train_fn
+from tasks.sae import activations_fn, select_fn, train_fn, trainer_for
 from tasks.stage import run_stage
 
 
@@ -49,3 +51,14 @@ def test_sweep_select_and_encode(tmp_path: Path) -> None:
     vals, idx = encode(model, x)
     want = sparse_activations(np.array([f"s{i:04d}" for i in range(len(x))]), vals, idx)
     pd.testing.assert_frame_equal(act.reset_index(drop=True), want, check_dtype=False)
+
+
+def test_trainer_tags_gpu_from_the_configs_without_resolving_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    cpu, auto = SAEConfig(device="cpu"), SAEConfig(device="auto")
+    monkeypatch.setattr(sae_tasks, "gpu_visible", lambda: False)
+    assert "gpu" not in trainer_for([cpu, auto]).tags
+    # A sweep asking for CUDA is wired (and tagged) even on an orchestrator without a GPU.
+    assert "gpu" in trainer_for([cpu, SAEConfig(device="cuda")]).tags
+    monkeypatch.setattr(sae_tasks, "gpu_visible", lambda: True)
+    assert "gpu" in trainer_for([auto]).tags
+    assert "gpu" not in trainer_for([cpu]).tags
