@@ -76,14 +76,15 @@ def test_exact_values_are_fp32_dot_products() -> None:
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 
-def test_compiled_step_with_bf16_selection_follows_the_fp32_one() -> None:
+@pytest.mark.parametrize("variant", ["topk", "matryoshka_topk"])
+def test_compiled_step_with_bf16_selection_follows_the_fp32_one(variant: str) -> None:
     """Same main selection, so the same training (AuxK off: it ranks dead latents by the
     approximations, deliberately not certified)."""
     x = torch.randn(12 * 64, 32, generator=torch.Generator().manual_seed(7))
     states = []
     for dtype in ("float32", "bfloat16"):
-        cfg = SAEConfig(variant="topk", n_features=256, k=4, batch_size=64, seed=0, device="cpu", dtype=dtype,  # type: ignore[arg-type]
-                        auxk_alpha=0.0)
+        cfg = SAEConfig(variant=variant, n_features=256, k=4, batch_size=64, seed=0, device="cpu",  # type: ignore[arg-type]
+                        dtype=dtype, auxk_alpha=0.0)
         m = build_sae(32, cfg, torch.Generator().manual_seed(0))
         st = CompiledStepper(m, cfg, total=12, dead_after=128)
         assert (st.low is not None) == (dtype == "bfloat16")
