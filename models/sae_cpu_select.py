@@ -154,12 +154,30 @@ def topk_certified(approx: np.ndarray, group_max: np.ndarray, k: int, base: np.n
 
 
 @kernel
-def exact_values(xc: np.ndarray, w_enc: np.ndarray, b_enc: np.ndarray, cols: np.ndarray,
-                 out: np.ndarray) -> None:
-    """out[r, j] = fp32 pre-activation of latent cols[r, j] for row r."""
-    for r in range(cols.shape[0]):
-        for j in range(cols.shape[1]):
-            out[r, j] = _dot_bias(xc, r, w_enc, b_enc, cols[r, j])
+def topk_certified_columns(approx: np.ndarray, columns: np.ndarray, k: int, base: np.ndarray, rel: float,
+                           xc: np.ndarray, w_enc: np.ndarray, b_enc: np.ndarray, cols_out: np.ndarray,
+                           vals_out: np.ndarray) -> int:
+    """topk_certified restricted to `columns` (AuxK's dead latents), for the first
+    len(cols_out) rows, without groups: one pass finds the k-th largest approximation, a
+    second re-scores every column that could reach it. Returns the dot products computed."""
+    hv, hi = np.empty(k, np.float32), np.empty(k, np.int64)
+    scored = 0
+    for r in range(cols_out.shape[0]):
+        hv[:] = -np.inf
+        hi[:] = -1
+        for c in columns:
+            if approx[r, c] > hv[0]:
+                _replace_min(hv, hi, k, approx[r, c], c)
+        cut = _lowest_reaching(_lower_bound(hv[0], base[r], rel), base[r], rel)
+        hv[:] = -np.inf
+        for c in columns:
+            if approx[r, c] >= cut:
+                scored += 1
+                v = _dot_bias(xc, r, w_enc, b_enc, c)
+                if v > hv[0]:
+                    _replace_min(hv, hi, k, v, c)
+        _write_sorted(hv, hi, k, r, cols_out, vals_out)
+    return scored
 
 
 @kernel
@@ -251,6 +269,7 @@ class Bf16Selector:
         self.w_low = torch.from_numpy(self.bits.view(np.int16)).view(torch.bfloat16)
         self.w_norm = self.w_err = 0.0
         self.scored = self.rows = 0  # dot products re-scored / rows selected (for reports)
+        self.last: tuple[np.ndarray, np.ndarray, np.ndarray] = (np.empty((0, 0), np.float32),) * 3
 
     def refresh(self, w_enc: np.ndarray) -> None:
         self.w_norm, self.w_err = round_bf16(w_enc, self.bits)
@@ -268,7 +287,18 @@ class Bf16Selector:
         vals = np.empty((len(x), k), np.float32)
         self.scored += topk_certified(approx, group_maxima(approx), k, base, REL, x, w_enc, b_enc, cols, vals)
         self.rows += len(x)
+        self.last = (approx, base, x)
         return cols, np.maximum(vals, 0.0, out=vals), approx
+
+    def select_among(self, columns: np.ndarray, rows: int, k: int, w_enc: np.ndarray, b_enc: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among `columns` for the first `rows` rows of the last `select` (AuxK's
+        pick among dead latents): ids sorted ascending, relu(values) in fp32."""
+        approx, base, x = self.last
+        cols = np.empty((rows, k), np.int64)
+        vals = np.empty((rows, k), np.float32)
+        topk_certified_columns(approx, columns, k, base, REL, x, w_enc, b_enc, cols, vals)
+        return cols, np.maximum(vals, 0.0, out=vals)
 
     def error_base(self, x: np.ndarray, x_low: np.ndarray, b_max: float) -> np.ndarray:
         """Per row, the part of the bound |approx - pre| <= base + REL |approx| that does not

@@ -22,7 +22,6 @@ from models.sae_cpu_kernels import adam_consts, mark_fired, train_update
 from models.sae_cpu_select import (
     Bf16Selector,
     amx_bf16_available,
-    exact_values,
     groups_fit,
     select_rows,
 )
@@ -60,8 +59,7 @@ def adam_state(opt: torch.optim.Optimizer, p: torch.nn.Parameter) -> dict[str, t
 
 
 def auxk_code(pre: np.ndarray, dead: np.ndarray, k_aux: int) -> tuple[np.ndarray, np.ndarray]:
-    """AuxK's latents: the top min(k_aux, #dead) dead latents of the first AUXK_ROWS rows,
-    by `pre` (exact, or the bf16 approximations: AuxK only needs latents near the top)."""
+    """AuxK's latents: the top min(k_aux, #dead) dead latents of the first AUXK_ROWS rows."""
     r = min(AUXK_ROWS, pre.shape[0])
     dead_idx = np.flatnonzero(dead)
     k = min(k_aux, len(dead_idx))
@@ -125,10 +123,12 @@ class CompiledStepper(Stepper):
         dead = since >= self.dead_after
         aux = _NO_AUX
         if cfg.auxk_alpha > 0 and len(xb) > 1 and dead.any():
-            aux = auxk_code(pre, dead, self.auxk_k)
-            if self.low is not None:  # approximate pre-activations: AuxK values in fp32
-                exact_values((xb[: len(aux[0])] - m.b_dec).detach().numpy(), w[0], w[2], aux[0], aux[1])
-                np.maximum(aux[1], 0.0, out=aux[1])
+            if self.low is None:
+                aux = auxk_code(pre, dead, self.auxk_k)
+            else:  # certified like the main selection
+                dead_idx = np.flatnonzero(dead)
+                aux = self.low.select_among(dead_idx, min(AUXK_ROWS, len(xb)), min(self.auxk_k, len(dead_idx)),
+                                            w[0], w[2])
         views = self._views
         views.refresh(self.opt, list(params))
         group = self.opt.param_groups[0]

@@ -9,7 +9,7 @@ import torch
 
 from data_contracts.config import SAEConfig
 from models.sae import build_sae
-from models.sae_cpu_select import REL, Bf16Selector, exact_values, select_rows
+from models.sae_cpu_select import REL, Bf16Selector, select_rows
 from models.sae_cpu_step import CompiledStepper
 
 
@@ -67,29 +67,34 @@ def test_select_rows_falls_back_where_groups_do_not_fit() -> None:
     np.testing.assert_array_equal(cols, np.sort(np.argsort(-pre, axis=1)[:, :7], axis=1))
 
 
-def test_exact_values_are_fp32_dot_products() -> None:
-    xc, w, bias = _problem(9, 6, 24, 64, 1.0)
-    cols = np.random.default_rng(1).integers(0, 64, size=(6, 5))
-    out = np.empty((6, 5), np.float32)
-    exact_values(xc.numpy(), w, bias, cols, out)
-    ref = np.take_along_axis(xc.numpy().astype(np.float64) @ w.T.astype(np.float64) + bias, cols, 1)
-    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+def test_certified_pick_among_columns_is_exact() -> None:
+    xc, w, bias = _problem(9, 80, 64, 512, 2.0)
+    sel = Bf16Selector(512, 64)
+    sel.refresh(w)
+    sel.select(xc, w, bias, 8)
+    columns = np.flatnonzero(np.random.default_rng(1).random(512) < 0.4)
+    cols, vals = sel.select_among(columns, 64, 12, w, bias)
+    pre = xc.numpy().astype(np.float64) @ w.T.astype(np.float64) + bias
+    sub = pre[:64, columns]
+    ref = np.sort(columns[np.argsort(-sub, axis=1)[:, :12]], axis=1)
+    np.testing.assert_array_equal(cols, ref)
+    np.testing.assert_allclose(vals, np.maximum(np.take_along_axis(pre[:64], ref, 1), 0), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant", ["topk", "matryoshka_topk"])
 def test_compiled_step_with_bf16_selection_follows_the_fp32_one(variant: str) -> None:
-    """Same main selection, so the same training (AuxK off: it ranks dead latents by the
-    approximations, deliberately not certified)."""
+    """The same exact selections (main and AuxK), so the same training."""
     x = torch.randn(12 * 64, 32, generator=torch.Generator().manual_seed(7))
     states = []
     for dtype in ("float32", "bfloat16"):
         cfg = SAEConfig(variant=variant, n_features=256, k=4, batch_size=64, seed=0, device="cpu",  # type: ignore[arg-type]
-                        dtype=dtype, auxk_alpha=0.0)
+                        dtype=dtype)
         m = build_sae(32, cfg, torch.Generator().manual_seed(0))
         st = CompiledStepper(m, cfg, total=12, dead_after=128)
         assert (st.low is not None) == (dtype == "bfloat16")
         for step in range(12):
             st.step(x[step * 64:(step + 1) * 64], step)
         states.append({n: t.detach().clone() for n, t in m.state_dict().items()} | {"since": st.since_fired})
+    assert int((states[1]["since"] >= 128).sum()) > 0  # AuxK ran
     for name, want in states[0].items():
         torch.testing.assert_close(states[1][name], want, rtol=1e-4, atol=2e-5, msg=name)
