@@ -93,15 +93,20 @@ def _dot_bias(xc: np.ndarray, r: int, w: np.ndarray, b: np.ndarray, c: int) -> f
 
 
 @inlined
-def _lowest_reaching(level: float, base: float, rel: float) -> float:
-    """Smallest a with a + rel |a| + base >= level (the left side increases with a)."""
-    t = level - base
-    return t / (1.0 + rel) if t >= 0 else t / (1.0 - rel)
+def _reachable(t: float, base: float, rel: float) -> float:
+    """The smallest approximation a whose entry can reach the lowest value an entry with
+    approximation t can have: a + rel |a| + base >= t - rel |t| - base (a's left side
+    increases with a)."""
+    level = t - rel * abs(t) - 2.0 * base
+    return level / (1.0 + rel) if level >= 0 else level / (1.0 - rel)
 
 
 @inlined
-def _lower_bound(a: float, base: float, rel: float) -> float:
-    return a - rel * abs(a) - base
+def _offer_exact(hv: np.ndarray, hi: np.ndarray, k: int, xc: np.ndarray, r: int, w_enc: np.ndarray,
+                 b_enc: np.ndarray, c: int) -> None:
+    v = _dot_bias(xc, r, w_enc, b_enc, c)
+    if v > hv[0]:
+        _replace_min(hv, hi, k, v, c)
 
 
 @kernel
@@ -127,7 +132,7 @@ def topk_certified(approx: np.ndarray, group_max: np.ndarray, k: int, base: np.n
         for g in range(n_groups):
             if group_max[r, g] > hv[0]:
                 _replace_min(hv, hi, k, group_max[r, g], g)
-        floor = _lowest_reaching(_lower_bound(hv[0], base[r], rel), base[r], rel)
+        floor = _reachable(hv[0], base[r], rel)
         hv[:] = -np.inf
         m = 0
         for g in range(n_groups):
@@ -140,15 +145,13 @@ def topk_certified(approx: np.ndarray, group_max: np.ndarray, k: int, base: np.n
                         m += 1
                         if approx[r, c] > hv[0]:
                             _replace_min(hv, hi, k, approx[r, c], c)
-        cut = _lowest_reaching(_lower_bound(hv[0], base[r], rel), base[r], rel)
+        cut = _reachable(hv[0], base[r], rel)
         hv[:] = -np.inf
         for i in range(m if m <= cap else n):
             c = cand[i] if m <= cap else i
             if m > cap or approx[r, c] >= cut:
                 scored += 1
-                v = _dot_bias(xc, r, w_enc, b_enc, c)
-                if v > hv[0]:
-                    _replace_min(hv, hi, k, v, c)
+                _offer_exact(hv, hi, k, xc, r, w_enc, b_enc, c)
         _write_sorted(hv, hi, k, r, cols_out, vals_out)
     return scored
 
@@ -168,14 +171,12 @@ def topk_certified_columns(approx: np.ndarray, columns: np.ndarray, k: int, base
         for c in columns:
             if approx[r, c] > hv[0]:
                 _replace_min(hv, hi, k, approx[r, c], c)
-        cut = _lowest_reaching(_lower_bound(hv[0], base[r], rel), base[r], rel)
+        cut = _reachable(hv[0], base[r], rel)
         hv[:] = -np.inf
         for c in columns:
             if approx[r, c] >= cut:
                 scored += 1
-                v = _dot_bias(xc, r, w_enc, b_enc, c)
-                if v > hv[0]:
-                    _replace_min(hv, hi, k, v, c)
+                _offer_exact(hv, hi, k, xc, r, w_enc, b_enc, c)
         _write_sorted(hv, hi, k, r, cols_out, vals_out)
     return scored
 
