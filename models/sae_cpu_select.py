@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from models.sae_cpu_kernels import inlined, kernel
+from models.sae_kernels import topk_indices
 
 GROUP_SIZE = 16  # adjacent entries per group: one 64-byte cache line of float32 (see topk_groups)
 BF16_U = 2.0**-8  # unit roundoff of bfloat16 (8 significant bits, round to nearest even)
@@ -218,13 +219,13 @@ def round_bf16(w: np.ndarray, out_bits: np.ndarray) -> tuple[float, float]:
 
 def select_rows(pre: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-row top-k of (B, N) pre-activations: ids sorted ascending, ReLU'd values.
-    Falls back to argpartition where N does not split into groups of 16 or k is too large
-    for groups to pay."""
+    Falls back to topk_indices (numpy's introselect) where N does not split into groups of
+    16 or k is too large for groups to pay."""
     b, n = pre.shape
     cols = np.empty((b, k), np.int64)
     vals = np.empty((b, k), np.float32)
     if not groups_fit(n, k):
-        cols[:] = np.sort(np.argpartition(pre, n - k, axis=1)[:, n - k:], axis=1)
+        cols[:] = np.sort(topk_indices(torch.from_numpy(pre), k).numpy(), axis=1)
         vals[:] = np.take_along_axis(pre, cols, 1)
     else:
         topk_groups(pre, group_maxima(pre), k, cols, vals)
