@@ -15,8 +15,11 @@ No (N, d) gradient is ever written or read (at d 256, N 2048 the two weight grad
 the materialised form, for tests and inspection.
 
 All kernels are single-threaded (they run in the caller's thread, release the GIL, and are
-deterministic); `fastmath` allows only reassociation and FMA contraction, so reductions
-vectorise but NaN/inf semantics are kept. Compiled code is cached on disk (numba `cache`).
+deterministic); `fastmath` allows only reassociation, so reductions vectorise but NaN/inf
+semantics are kept. Not FMA contraction: a freshly compiled kernel and the same kernel
+loaded from numba's disk cache then fused different multiply-adds (Adam's second moment
+differed in the last bit), so a run's result depended on whether the cache was warm.
+Compiled code is cached on disk (numba `cache`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any, TypeVar, cast
 import numpy as np
 from numba import njit
 
-_FM = {"reassoc", "contract"}
+_FM = {"reassoc"}  # no "contract": see the module docstring
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -343,7 +346,9 @@ def adam_consts(lr: float, beta1: float, beta2: float, eps: float, step: int) ->
 def adam_rows(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, gscale: float,
               consts: np.ndarray, renorm: bool) -> None:
     """torch.optim.Adam's update (no weight decay, no amsgrad) on a 2-D parameter from
-    gradient g * gscale; with `renorm` each updated row is rescaled to unit norm."""
+    gradient g * gscale; with `renorm` each updated row is rescaled to unit norm. The
+    training step applies the same _adam_row and _unit_row inside train_update; this
+    whole-matrix form is where tests compare them with torch.optim.Adam."""
     gs = np.float32(gscale)
     for i in range(p.shape[0]):
         _adam_row(p, m, v, i, g[i], gs, consts)

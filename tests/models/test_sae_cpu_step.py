@@ -4,6 +4,11 @@ whole steps against the autograd Stepper."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -122,3 +127,34 @@ def test_compiled_steps_follow_the_autograd_stepper(variant: str) -> None:
     assert int((states[1]["since"] >= 96).sum()) > 0  # AuxK was active
     for name, want in states[0].items():
         torch.testing.assert_close(states[1][name], want, rtol=1e-4, atol=2e-5, msg=name)
+
+
+_CACHE_RUN = """
+import sys
+import numpy as np
+from models.sae_cpu_kernels import adam_consts, train_update
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 16)).astype(np.float32)
+w = (rng.normal(size=(128, 16)) / 4).astype(np.float32)
+cols = np.sort(np.argsort(-(x @ w.T), axis=1)[:, :4], axis=1)
+vals = np.maximum(np.take_along_axis(x @ w.T, cols, 1), 0).astype(np.float32)
+state = [tuple(np.zeros_like(a) if i else a.copy() for i in range(3))
+         for a in (w, w / np.linalg.norm(w, axis=1, keepdims=True), np.zeros((1, 128), np.float32),
+                   np.zeros((1, 16), np.float32))]
+for step in (1, 2, 3):
+    train_update(x, cols, vals, np.array([128]), cols[:8], vals[:8], 0.5, 1.0, *state,
+                 adam_consts(1e-2, 0.9, 0.999, 1e-8, step))
+np.save(sys.argv[1], np.concatenate([a.ravel() for t in state for a in t]))
+"""
+
+
+def test_freshly_compiled_and_cached_kernels_give_the_same_bits(tmp_path: Path) -> None:
+    """A run must not depend on whether numba's disk cache was warm (FMA contraction once
+    made the two differ in the last bit)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    root = Path(__file__).resolve().parents[2]
+    outs = [tmp_path / "fresh.npy", tmp_path / "cached.npy"]
+    for out in outs:  # the first run compiles into the empty cache, the second loads from it
+        subprocess.run([sys.executable, "-c", _CACHE_RUN, str(out)], cwd=root, env=env, check=True)
+    assert any((tmp_path / "cache").rglob("*.nbi"))
+    np.testing.assert_array_equal(np.load(outs[0]), np.load(outs[1]))
