@@ -146,7 +146,7 @@ class SAEConfig(_Strict):
     decay_frac: float = Field(0.2, ge=0, le=1)  # linear decay to 0 over the last steps
     grad_clip: float = Field(1.0, gt=0)
     auxk_alpha: float = Field(1 / 32, ge=0)
-    auxk_k: int | None = Field(None, ge=1)  # None: min(d_in / 2, 4 k)
+    auxk_k: int | None = Field(None, ge=1)  # None: min(d_in / 2, 2 k)
     dead_after_samples: int | None = Field(None, ge=1)
     batch_size: int = Field(256, ge=1)
     epochs: int = Field(40, ge=1)
