@@ -85,10 +85,8 @@ def quality(x: np.ndarray, x_hat: np.ndarray, fired: np.ndarray, l0: float, dec:
 
 
 def run_ours(x: np.ndarray, atoms: np.ndarray, held: np.ndarray, variant: str, epochs: int,
-             dtype: str = "auto", kernels: str = "auto", *, n_latents: int = N_LATENTS, k: int = K,
-             lr: float | None = None, seed: int = 0) -> dict[str, float]:
-    return train_ours(x, atoms, held, variant, epochs, dtype, kernels, n_latents=n_latents, k=k, lr=lr,
-                      seed=seed)[0]
+             dtype: str = "auto", kernels: str = "auto") -> dict[str, float]:
+    return train_ours(x, atoms, held, variant, epochs, dtype, kernels)[0]
 
 
 def train_ours(x: np.ndarray, atoms: np.ndarray, held: np.ndarray, variant: str, epochs: int,
