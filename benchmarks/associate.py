@@ -23,10 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 import statsmodels.api as smapi
 
-from models.association import screen_arrays
-from models.exact import fit_pairs
-from models.score_test import covariate_design
-from models.screen import bh_qvalues
+from models.stats.association import screen_arrays
+from models.stats.exact import fit_pairs
+from models.stats.score_test import covariate_design
+from models.stats.screen import bh_qvalues
 
 
 def emit(**kw: object) -> None:

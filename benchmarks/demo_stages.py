@@ -16,16 +16,15 @@ from typing import Any
 
 from data_contracts.config import InputsConfig
 from data_contracts.store import ArtifactRef, ArtifactStore
-from models.demo_cohort import DemoCohortConfig, generate_demo_cohort
-from tasks.associate import associate_fn
+from models.demo.cohort import DemoCohortConfig, generate_demo_cohort
 from tasks.cohorts import cohorts_fn
 from tasks.demo import demo_run_config
-from tasks.embed import embed_fn
+from tasks.encoders import embed_fn
 from tasks.ingest import ingest_events_fn, ingest_studies_fn
 from tasks.interpret import interpret_fn
-from tasks.outcomes import outcomes_fn
+from tasks.outcomes import outcomes_fn, study_split_fn
 from tasks.sae import activations_fn, train_fn
-from tasks.split import study_split_fn
+from tasks.stats import associate_fn
 
 
 def timed(store: ArtifactStore, stage: str, modality: str, fn: Callable[[], Any]) -> Any:

@@ -32,7 +32,7 @@ def emit(**row: Any) -> None:
 
 
 def report_texts(n: int, seed: int = 0) -> list[str]:
-    from models.demo_reports import INCIDENTAL, PLANTED, StudyFacts, write_report
+    from models.demo.reports import INCIDENTAL, PLANTED, StudyFacts, write_report
 
     rng = np.random.default_rng(seed)
     names = [*PLANTED, *INCIDENTAL]

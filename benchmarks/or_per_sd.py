@@ -2,7 +2,7 @@
 
 Synthetic: 200,000 studies, 20 features firing in ~7% of studies with a long right tail
 (lognormal), 10 outcomes (~2% cases) that depend on age, sex and some activations: 200
-pairs. Times models/activation_sd.fit_per_sd on all pairs and a statsmodels Logit loop
+pairs. Times models.stats.activation_sd.fit_per_sd on all pairs and a statsmodels Logit loop
 (standardising the same way) on a sample, in the same process. Prints JSON lines; the
 last line is the summary object.
 
@@ -19,8 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 import statsmodels.api as smapi
 
-from models.activation_sd import fit_per_sd
-from models.score_test import covariate_design
+from models.stats.activation_sd import fit_per_sd
+from models.stats.score_test import covariate_design
 
 
 def synthetic(n: int, n_f: int, n_o: int, seed: int) -> tuple:

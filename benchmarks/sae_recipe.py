@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.sae_train import atom_best_cos, planted, train_ours
-from models.sae_data import heldout_mask
+from models.sae.data import heldout_mask
 
 
 @dataclass(frozen=True)

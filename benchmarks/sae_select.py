@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.sae_cpu_select import Bf16Selector, amx_bf16_available, select_rows
+from models.sae.cpu_select import Bf16Selector, amx_bf16_available, select_rows
 
 SHAPES = [(256, 256, 2048, 8), (256, 256, 8192, 20), (256, 256, 8192, 40), (256, 1024, 8192, 40)]
 

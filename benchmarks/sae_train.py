@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.sae_peers import PEERS, PeerMissing
 from data_contracts.config import SAEConfig
-from models.sae_data import ArraySource, heldout_mask, iter_batches
-from models.sae_encode import encode
-from models.sae_train import train_sae
+from models.sae.data import ArraySource, heldout_mask, iter_batches
+from models.sae.encode import encode
+from models.sae.train import train_sae
 
 D, ATOMS, PER_SAMPLE, N_LATENTS, K, BATCH = 256, 1024, 8, 2048, 8, 256
 

@@ -159,7 +159,7 @@ class SAEConfig(_Strict):
     # training step: "compiled" (numba kernels; CPU), "torch" (autograd through the sparse
     # torch kernels; any device), "auto": compiled on CPU. On the compiled step, per-row TopK
     # selects through bf16 under dtype bfloat16 or auto (with AMX) and still gets the exact
-    # fp32 top-k (candidates re-scored under an error bound, models/sae_cpu_select.py)
+    # fp32 top-k (candidates re-scored under an error bound, models/sae/cpu_select.py)
     kernels: Literal["auto", "compiled", "torch"] = "auto"
 
     @model_validator(mode="after")
@@ -182,7 +182,7 @@ class SAEConfig(_Strict):
 class SAESweepConfig(_Strict):
     """Grid of SAE runs (variants x n_features x k), every other setting from `sae`.
 
-    Selection rule (models/sae_sweep.py): the run with `sae`'s own variant, N and K if the
+    Selection rule (models/sae/sweep.py): the run with `sae`'s own variant, N and K if the
     grid holds it; otherwise the run with the lowest held-out FVU, ties to fewer latents,
     then smaller K. Every run is kept as an artifact.
     """

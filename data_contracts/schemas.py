@@ -216,7 +216,7 @@ OUTCOME_LABELS = Contract(
     required=("study_id", "subject_id", "outcome_id", "eligible", "event"),
 )
 
-# Who is analysed (models/population.py): per modality and labelled study, the patient's
+# Who is analysed (models/outcomes/population.py): per modality and labelled study, the patient's
 # discovery/validation split and whether the modality encoded the study. Association and
 # survival both read it, so they analyse the same studies in the same splits.
 STUDY_SPLIT = Contract(

@@ -12,16 +12,14 @@ from prefect.runtime import flow_run
 from data_contracts.config import load_run_config
 from data_contracts.store import ArtifactRef
 from flows.embedding import embed_modality
-from tasks.associate import associate
 from tasks.cohorts import cohorts
 from tasks.ingest import ingest_events, ingest_studies
 from tasks.interpret import interpret
 from tasks.lineage import record_run
-from tasks.outcomes import label_outcomes
+from tasks.outcomes import label_outcomes, study_split
 from tasks.report import publish, render
 from tasks.sae import activations, select, trainer_for
-from tasks.split import study_split
-from tasks.survival import survival
+from tasks.stats import associate, survival
 
 
 @dataclass(frozen=True)

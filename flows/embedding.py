@@ -8,7 +8,7 @@ from prefect.futures import wait
 
 from data_contracts.config import ModalityConfig
 from data_contracts.store import ArtifactRef
-from tasks.embed import embed, embed_partitions, encoder_tags, plan_embedding, split_partitions
+from tasks.encoders import embed, embed_partitions, encoder_tags, plan_embedding, split_partitions
 
 
 def fill_partitions(root: str, studies: ArtifactRef, m: ModalityConfig,

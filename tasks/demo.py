@@ -21,8 +21,8 @@ from data_contracts.config import (
     dump_run_config,
 )
 from data_contracts.store import ArtifactRef, ArtifactStore
-from models.demo_check import check_passed, demo_check
-from models.demo_cohort import DemoCohortConfig, generate_demo_cohort, n_studies
+from models.demo.check import check_passed, demo_check
+from models.demo.cohort import DemoCohortConfig, generate_demo_cohort, n_studies
 from tasks.progress import progress_bar
 
 MARKER = ".generated.json"

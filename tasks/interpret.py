@@ -9,7 +9,7 @@ from prefect.cache_policies import NONE
 from data_contracts.config import InterpretConfig
 from data_contracts.schemas import INTERPRETATIONS
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
-from models.interpret import interpret_features
+from models.interpret.keywords import interpret_features
 from tasks.stage import run_stage
 
 

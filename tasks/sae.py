@@ -18,11 +18,11 @@ from data_contracts.config import SAEConfig
 from data_contracts.schemas import ACTIVATIONS, SAE_METRICS, SAE_SWEEP
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from models.cohorts import sparse_activations
-from models.sae_checkpoint import load_sae, read_meta, save_sae
-from models.sae_data import ParquetSource
-from models.sae_encode import iter_encoded
-from models.sae_sweep import sweep_row, sweep_table
-from models.sae_train import train_sae
+from models.sae.checkpoint import load_sae, read_meta, save_sae
+from models.sae.data import ParquetSource
+from models.sae.encode import iter_encoded
+from models.sae.sweep import sweep_row, sweep_table
+from models.sae.train import train_sae
 from tasks.progress import progress_bar
 from tasks.stage import run_stage
 

@@ -16,7 +16,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 @pytest.fixture(scope="session")
 def tiny_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from models.demo_cohort import DemoCohortConfig, generate_demo_cohort
+    from models.demo.cohort import DemoCohortConfig, generate_demo_cohort
 
     out = tmp_path_factory.mktemp("tiny_cohort")
     generate_demo_cohort(out, DemoCohortConfig(n_patients=60, volume_shape=(24, 24, 16), seed=7))

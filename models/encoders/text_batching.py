@@ -32,7 +32,7 @@ def resolve_text_model(model_dir: Path, device: str, dtype: str) -> tuple[torch.
     return dev, dt, int(AutoConfig.from_pretrained(model_dir, local_files_only=True).hidden_size)
 
 
-def _dtype_kwarg(dtype: torch.dtype) -> dict[str, torch.dtype]:
+def _dtype_kwarg(dtype: torch.dtype) -> dict[str, Any]:
     """transformers renamed `torch_dtype` to `dtype` in 4.56 (the old name warns in 5.x)."""
     import transformers
     from packaging.version import Version

@@ -302,7 +302,7 @@ def test_all_rows_table_is_capped(tmp_path: Path) -> None:
 
 
 def test_survival_section_renders_curve_and_at_risk() -> None:
-    from models.survival import km_curve
+    from models.stats.survival import km_curve
     from reports.survival import survival_section
 
     rng = np.random.default_rng(0)

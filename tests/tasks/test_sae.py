@@ -13,8 +13,8 @@ from data_contracts.config import SAEConfig, SAESweepConfig
 from data_contracts.schemas import EMBEDDINGS
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from models.cohorts import sparse_activations
-from models.sae_checkpoint import load_sae
-from models.sae_encode import encode
+from models.sae.checkpoint import load_sae
+from models.sae.encode import encode
 from tasks.sae import activations_fn, select_fn, train_fn, trainer_for
 from tasks.stage import run_stage
 

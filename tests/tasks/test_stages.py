@@ -13,7 +13,7 @@ import pytest
 from data_contracts.config import CTRadiomicsConfig, MiniLMConfig, ModalityConfig
 from data_contracts.errors import ContractError
 from data_contracts.store import ArtifactStore
-from tasks.embed import embed_fn
+from tasks.encoders import embed_fn
 from tasks.ingest import ingest_events_fn, ingest_studies_fn
 
 

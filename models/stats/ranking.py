@@ -1,0 +1,63 @@
+"""Multiple-testing correction, ranking and replication across associations rows.
+
+- q_value / p_bonferroni: BH and Bonferroni over the Fisher p of every test in a split;
+  score_q: BH over the adjusted score-test p of every test in a split.
+- Rank (discovery split only, per modality and outcome): pairs with score_q < alpha, at
+  least `min_exposed_cases` exposed cases and a finite adjusted estimate, ordered by the
+  configured key (default: lower 95% bound of the adjusted OR, largest first; ties by p
+  then feature id). "rank r of n tested": n_tested counts the pairs with a score-test p.
+- replicated (every row of a ranked pair): the validation split's adjusted log-OR has the
+  discovery sign and adjusted p < `replication_p`; null for pairs not ranked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from data_contracts.config import AssociationConfig
+from models.outcomes.split import DISCOVERY, VALIDATION
+from models.stats.screen import bh_qvalues, bonferroni
+
+KEY = ["modality", "feature_id", "outcome_id"]
+_ASCENDING = {"adj_or_ci_low": False, "adj_odds_ratio": False, "adj_p_value": True, "or_ci_low": False}
+
+
+def add_multiplicity(df: pd.DataFrame) -> pd.DataFrame:
+    """BH and Bonferroni over all tests of one split."""
+    return df.assign(q_value=bh_qvalues(df["p_value"].to_numpy()),
+                     p_bonferroni=bonferroni(df["p_value"].to_numpy()),
+                     score_q=bh_qvalues(df["score_p"].to_numpy()))
+
+
+def rank_discovery(df: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
+    """rank / n_ranked / n_tested per (split, modality, outcome); ranks only in discovery."""
+    out = df.reset_index(drop=True)
+    groups = ["split", "modality", "outcome_id"]
+    out["n_tested"] = out.groupby(groups)["score_p"].transform("count").astype("int32")
+    key = cfg.rank_key
+    ok = ((out["split"] == DISCOVERY) & (out["score_q"] < cfg.alpha)
+          & (out["n_exposed_cases"] >= cfg.min_exposed_cases) & np.isfinite(out["adj_log_or"])
+          & out[key].notna())
+    ranked = out[ok].sort_values([key, "adj_p_value", "feature_id"],
+                                 ascending=[_ASCENDING[key], True, True], kind="mergesort")
+    rank = ranked.groupby(groups, sort=False).cumcount() + 1
+    out["rank"] = pd.array([pd.NA] * len(out), dtype="Int32")
+    out.loc[rank.index, "rank"] = rank.to_numpy()
+    counts = out[ok].groupby(groups).size()
+    idx = pd.MultiIndex.from_frame(out[groups])
+    out["n_ranked"] = counts.reindex(idx).fillna(0).to_numpy().astype("int32")
+    return out
+
+
+def replication(df: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
+    """Add `replicated` to every row of each pair ranked in discovery."""
+    disc = df[(df["split"] == DISCOVERY) & df["rank"].notna()].set_index(KEY)
+    val = df[df["split"] == VALIDATION].set_index(KEY)
+    v = val.reindex(disc.index)
+    same_sign = np.sign(v["adj_log_or"]) == np.sign(disc["adj_log_or"])
+    rep = same_sign & (v["adj_p_value"] < cfg.replication_p)
+    out = df.copy()
+    keys = pd.MultiIndex.from_frame(out[KEY])
+    out["replicated"] = pd.array(rep.reindex(keys).to_numpy(), dtype="boolean")
+    return out

@@ -1,0 +1,144 @@
+"""Association and survival stages: feature x outcome associations over every modality's
+cohorts in both splits, then time-to-event confirmation of each outcome's top ranked pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NONE
+
+from data_contracts.config import AssociationConfig, SurvivalConfig, load_outcome_definitions
+from data_contracts.errors import ContractError
+from data_contracts.schemas import ASSOCIATIONS, KM_CURVES, SURVIVAL
+from data_contracts.store import MANIFEST, ArtifactRef, ArtifactStore, ArtifactWriter
+from models.outcomes.population import population_arrays
+from models.stats.activation_sd import activation_matrix
+from models.stats.association import associate_splits, exposure_matrix, outcome_matrices
+from models.stats.survival import YEAR_DAYS, survival_hits, top_hits
+from tasks.outcomes import read_population, table_source
+from tasks.stage import run_stage
+
+
+def associate_frame(
+    feature_stats: Mapping[str, pd.DataFrame], cohorts: Mapping[str, pd.DataFrame],
+    population: pd.DataFrame, labels: pd.DataFrame, cfg: AssociationConfig,
+    activations: Mapping[str, pd.DataFrame] | None = None, source: str = "study_split",
+) -> pd.DataFrame:
+    """ASSOCIATIONS rows of every modality, sorted by split, modality, outcome and rank.
+    population: STUDY_SPLIT rows (read from `source`); `activations` (ACTIVATIONS rows per
+    modality) only with cfg.or_per_sd."""
+    om = outcome_matrices(labels)
+    pop = population_arrays(population, om.study_ids, om.subject_ids, list(feature_stats), source)
+    exposures = {}
+    for modality, stats in feature_stats.items():
+        # A study this modality could not encode (quarantined) is neither exposed nor a
+        # control: it leaves this modality's analyses only.
+        coh = cohorts[modality]
+        E = exposure_matrix(coh[coh["role"] == "exposed"], om.study_ids, len(stats))
+        testable = stats.sort_values("feature_id")["testable"].to_numpy(bool)
+        exposures[modality] = (E, testable, pop.encoded[modality])
+    acts = None if activations is None else {
+        m: activation_matrix(a, om.study_ids, len(feature_stats[m])) for m, a in activations.items()}
+    out = associate_splits(exposures, om, pop.split, cfg, acts)
+    return out.sort_values(["split", "modality", "outcome_id", "rank", "feature_id"],
+                           na_position="last").reset_index(drop=True)
+
+
+def associate_fn(
+    store: ArtifactStore,
+    cohorts: Mapping[str, tuple[ArtifactRef, ArtifactRef]],
+    labels: ArtifactRef,
+    split: ArtifactRef,
+    cfg: AssociationConfig,
+    activations: Mapping[str, ArtifactRef] | None = None,
+) -> ArtifactRef:
+    """cohorts: modality -> (feature_stats, cohorts); split: the study_split artifact
+    (split and encoded studies). `activations` (per modality) are read only with
+    cfg.or_per_sd, and then required."""
+    if cfg.or_per_sd and (activations is None or set(activations) != set(cohorts)):
+        raise ValueError("association.or_per_sd needs the activations artifact of every modality")
+    acts_in = dict(activations or {}) if cfg.or_per_sd else {}
+    inputs = [labels, split] + [r for pair in cohorts.values() for r in pair] + [acts_in[m] for m in sorted(acts_in)]
+    params = {"association": cfg.model_dump(), "modalities": sorted(cohorts)}
+
+    def build(w: ArtifactWriter) -> None:
+        lab = store.read_table(labels)
+        stats = {m: store.read_table(s) for m, (s, _) in cohorts.items()}
+        coh = {m: store.read_table(c) for m, (_, c) in cohorts.items()}
+        pop = store.read_table(split)
+        acts = {m: store.read_table(r) for m, r in acts_in.items()} if acts_in else None
+        frame = associate_frame(stats, coh, pop, lab, cfg, acts, table_source(split))
+        w.write_table("data", frame, ASSOCIATIONS)
+
+    return run_stage(store, "associations", ASSOCIATIONS.key, inputs, params, build)
+
+
+@task(name="associate", cache_policy=NONE)
+def associate(
+    store_root: str,
+    cohorts: dict[str, tuple[ArtifactRef, ArtifactRef]],
+    labels: ArtifactRef,
+    split: ArtifactRef,
+    cfg: AssociationConfig,
+    activations: dict[str, ArtifactRef] | None = None,
+) -> ArtifactRef:
+    return associate_fn(ArtifactStore(store_root), cohorts, labels, split, cfg, activations)
+
+
+def survival_fn(
+    store: ArtifactStore, labels: ArtifactRef, assoc: ArtifactRef, split: ArtifactRef,
+    cohorts: Mapping[str, ArtifactRef], outcomes_path: Path, cfg: SurvivalConfig,
+) -> ArtifactRef:
+    """split: the study_split artifact the associations were computed from (checked), so
+    both stages analyse the same studies in the same splits."""
+    _check_same_split(store, assoc, split)
+    defs = load_outcome_definitions(outcomes_path)
+    windows = {o.id: o.window_years * YEAR_DAYS for o in defs.outcomes}
+    params = {"survival": cfg.model_dump(), "windows": windows}
+
+    def build(w: ArtifactWriter) -> None:
+        hits = top_hits(store.read_table(assoc), cfg.top_per_outcome)
+        om = outcome_matrices(store.read_table(labels))
+        pop = read_population(store, split, om, sorted(cohorts))
+        exposed = {m: _exposed_masks(store, ref, om.study_ids, hits[hits["modality"] == m])
+                   for m, ref in cohorts.items()}
+        summary, curves = survival_hits(hits, exposed, om, pop, windows, cfg.min_events)
+        # No ranked pair means no rows: still a self-describing, empty table.
+        summary = summary if len(summary) else pd.DataFrame(columns=SURVIVAL.schema.names)
+        curves = curves if len(curves) else pd.DataFrame(columns=KM_CURVES.schema.names)
+        w.write_table("data", summary, SURVIVAL)
+        w.write_table("km_curves", curves, KM_CURVES)
+
+    inputs = [labels, assoc, split, *cohorts.values()]
+    return run_stage(store, "survival", SURVIVAL.key, inputs, params, build)
+
+
+def _exposed_masks(store: ArtifactStore, ref: ArtifactRef, study_ids: np.ndarray,
+                   hits: pd.DataFrame) -> dict[int, np.ndarray]:
+    c = store.read_table(ref, columns=["feature_id", "study_id", "role"])
+    c = c[(c["role"] == "exposed")]
+    by_feature = dict(tuple(c.groupby("feature_id")))
+    empty = c.iloc[0:0]
+    return {int(f): np.isin(study_ids, by_feature.get(f, empty)["study_id"].to_numpy())
+            for f in hits["feature_id"].unique()}
+
+
+def _check_same_split(store: ArtifactStore, assoc: ArtifactRef, split: ArtifactRef) -> None:
+    used = [i for i in store.manifest(assoc).get("inputs", []) if i.get("kind") == split.kind]
+    if [(i.get("version"), i.get("digest")) for i in used] != [(split.version, split.digest)]:
+        raise ContractError(str(assoc.path / MANIFEST), None, "inputs",
+                            f"associations computed from study_split {[i.get('version') for i in used]}, "
+                            f"survival given {split.version}",
+                            "the study_split artifact the associations were computed from")
+
+
+@task(name="survival", cache_policy=NONE)
+def survival(
+    store_root: str, labels: ArtifactRef, assoc: ArtifactRef, split: ArtifactRef, cohorts: dict[str, ArtifactRef],
+    outcomes_path: str, cfg: SurvivalConfig,
+) -> ArtifactRef:
+    return survival_fn(ArtifactStore(store_root), labels, assoc, split, cohorts, Path(outcomes_path), cfg)

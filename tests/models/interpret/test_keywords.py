@@ -1,0 +1,129 @@
+"""Tests of the keyword interpreter: the corpus, the held-out split, recovery of planted
+findings and the INTERPRETATIONS contract."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from data_contracts.config import InterpretConfig
+from data_contracts.schemas import INTERPRETATIONS
+from models.interpret.keywords import TOO_FEW_LABEL, build_corpus, interpret_features
+
+FINDINGS = [
+    "Cirrhotic liver morphology with esophageal varices.",
+    "Coronary artery calcification is noted.",
+    "Small right pleural effusion.",
+    "Mild splenomegaly.",
+    "Diffuse hepatic steatosis.",
+    "Left renal cyst.",
+]
+NORMAL = [
+    "No pleural effusion or pneumothorax.",
+    "The liver is normal in size without focal lesion.",
+    "No evidence of cirrhosis.",
+    "Kidneys are unremarkable.",
+    "Heart size is normal.",
+    "No free fluid, however there is mild atelectasis.",
+    "Bowel loops are unremarkable.",
+]
+
+
+def _synthetic(n_reports: int, n_features: int, seed: int = 0) -> tuple[pd.Series, pd.DataFrame]:
+    """Reports with a planted finding each; feature f's top reports carry finding f % 6."""
+    rng = np.random.default_rng(seed)
+    planted = rng.integers(0, len(FINDINGS), n_reports)
+    texts = []
+    for i in range(n_reports):
+        body = list(rng.choice(NORMAL, 4, replace=False))
+        if rng.random() < 0.8:
+            body.insert(int(rng.integers(0, 4)), FINDINGS[planted[i]])
+        texts.append("FINDINGS: " + " ".join(body) + f"\nIMPRESSION: case {i}.")
+    ids = [f"s{i:05d}" for i in range(n_reports)]
+    reports = pd.Series(texts, index=ids)
+    rows = []
+    for f in range(n_features):
+        has = np.flatnonzero(planted == f % len(FINDINGS))
+        exp = rng.permutation(has)[:100]
+        ctrl = rng.permutation(np.flatnonzero(planted != f % len(FINDINGS)))[:300]
+        for role, idx in (("exposed", exp), ("control", ctrl)):
+            for r, i in enumerate(idx, start=1):
+                rows.append((f, ids[i], role, float(10 - r / 50 if role == "exposed" else 0), r))
+    cohorts = pd.DataFrame(rows, columns=["feature_id", "study_id", "role", "value", "rank"])
+    cohorts["feature_id"] = cohorts["feature_id"].astype(np.int32)
+    return reports, cohorts
+
+
+def test_document_frequency_counts_once() -> None:
+    corpus = build_corpus(pd.Series({"a": "Effusion. Effusion. Effusion.", "b": "Effusion."}))
+    j = list(corpus.terms).index("effusion")
+    assert corpus.doc_freq[j] == 2 and corpus.matrix.max() == 1
+
+
+# ---------------------------------------------------------------- end to end
+def test_interpret_recovers_planted_findings_and_contract() -> None:
+    reports, cohorts = _synthetic(1200, 6)
+    cfg = InterpretConfig(n_top=100, n_control=300, n_terms=3, seed=0)
+    out = interpret_features(cohorts, reports, cfg, modality="report")
+    assert list(out.columns) == INTERPRETATIONS.schema.names
+    pa.Table.from_pandas(out, schema=INTERPRETATIONS.schema, preserve_index=False)
+    labels = dict(zip(out["feature_id"], out["label"], strict=True))
+    assert "pleural effusion" in labels[2] and "no pleural effusion" not in labels[2]
+    assert "coronary artery calcification" in labels[1]
+    assert "cirrhotic liver" in labels[0] or "varices" in labels[0]
+    assert (out["heldout_balanced_accuracy"] > 0.8).all()
+    row = out.iloc[0]
+    assert row["n_heldout_top"] + row["n_train_top"] == 100
+    assert row["n_heldout_control"] + row["n_train_control"] == 300
+    assert 0 <= row["n_heldout_top_hits"] <= row["n_heldout_top"]
+    assert len(row["top_terms"]) == len(row["term_scores"]) <= 3
+
+
+def test_heldout_counts_match_direct_recount() -> None:
+    reports, cohorts = _synthetic(600, 3, seed=3)
+    cfg = InterpretConfig(n_top=40, n_control=80, seed=5)
+    out = interpret_features(cohorts, reports, cfg, "report")
+    again = interpret_features(cohorts.sample(frac=1.0, random_state=2), reports, cfg, "report")
+    pd.testing.assert_frame_equal(out, again)
+    for _, r in out.iterrows():
+        rate_top = r.n_heldout_top_hits / r.n_heldout_top
+        rate_control = r.n_heldout_control_hits / r.n_heldout_control
+        ba = (rate_top + 1 - rate_control) / 2
+        assert r.heldout_balanced_accuracy == pytest.approx(ba)
+    other = interpret_features(cohorts, reports, cfg.model_copy(update={"seed": 6}), "report")
+    assert not out["n_heldout_top_hits"].equals(other["n_heldout_top_hits"]) or not out[
+        "n_heldout_control_hits"
+    ].equals(other["n_heldout_control_hits"])
+
+
+def test_too_few_reports_and_missing_texts_are_flagged() -> None:
+    reports, cohorts = _synthetic(300, 2, seed=4)
+    small = cohorts[(cohorts.feature_id == 0) & (cohorts["rank"] <= 3) | (cohorts.feature_id == 1)]
+    reports = reports.copy()
+    reports.iloc[:5] = None
+    reports.iloc[5:10] = "   "
+    out = interpret_features(small, reports, InterpretConfig(), "image")
+    r0 = out[out.feature_id == 0].iloc[0]
+    assert r0["label"] == TOO_FEW_LABEL and r0["flag"].startswith("too_few_reports")
+    assert r0["top_terms"] == [] and pd.isna(r0["heldout_balanced_accuracy"])
+    assert out[out.feature_id == 1].iloc[0]["flag"] is None
+    assert (out["modality"] == "image").all()
+    pa.Table.from_pandas(out, schema=INTERPRETATIONS.schema, preserve_index=False)
+
+
+def test_empty_cohorts_give_empty_contract_frame() -> None:
+    cohorts = pd.DataFrame({"feature_id": [], "study_id": [], "role": [], "value": [], "rank": []})
+    out = interpret_features(cohorts, pd.Series(dtype=object), InterpretConfig(), "report")
+    assert out.empty and list(out.columns) == INTERPRETATIONS.schema.names
+
+
+def test_speed_64_features() -> None:
+    reports, cohorts = _synthetic(2500, 64, seed=7)
+    t0 = time.perf_counter()
+    out = interpret_features(cohorts, reports, InterpretConfig(), "report")
+    assert len(out) == 64
+    assert time.perf_counter() - t0 < 2.0

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from data_contracts.config import OutcomeDefinition, OutcomeDefinitions, OutcomeSettings
+from models.outcomes.labels import outcome_labels
+
+T = pd.Timestamp
+
+
+def _events() -> pd.DataFrame:
+    rows = [
+        # subject 1: incident liver cancer 1 year after the study
+        (1, "1950-01-01", "MEDS_BIRTH"), (1, "1950-01-01", "GENDER//M"), (1, "2016-01-01", "ICD10CM//C22.0"),
+        (1, "2022-01-01", "ENCOUNTER//OUTPATIENT"),
+        # subject 2: prior case (same day as the study: counts as prior)
+        (2, "1960-01-01", "MEDS_BIRTH"), (2, "1960-01-01", "GENDER//F"),
+        (2, "2015-01-01 15:00", "ICD10CM//C22.1"),
+        (2, "2022-01-01", "ENCOUNTER//OUTPATIENT"),
+        # subject 3: event after the 4-year window; two studies
+        (3, "1970-01-01", "MEDS_BIRTH"), (3, "2020-06-01", "ICD10CM//C22.0"),
+        (3, "2023-01-01", "ENCOUNTER//OUTPATIENT"),
+        # subject 4: dies 2 years after the study, no event; no birth record
+        (4, "2017-01-01", "MEDS_DEATH"), (4, "2017-01-01", "GENDER//F"),
+    ]
+    df = pd.DataFrame(rows, columns=["subject_id", "time", "code"])
+    df["time"] = pd.to_datetime(df["time"], format="mixed").astype("datetime64[us]")
+    df["numeric_value"] = float("nan")
+    return df
+
+
+def _studies() -> pd.DataFrame:
+    return pd.DataFrame({
+        "study_id": ["a", "b", "c1", "c2", "d"],
+        "subject_id": [1, 2, 3, 3, 4],
+        "study_time": pd.to_datetime(["2015-01-01 09:00", "2015-01-01 09:00", "2015-01-01", "2016-01-01",
+                                      "2015-01-01"], format="mixed").astype("datetime64[us]"),
+    })
+
+
+def _labels(one_per_patient: bool = True) -> pd.DataFrame:
+    defs = OutcomeDefinitions(outcomes=(OutcomeDefinition(id="lc", name="Liver cancer", codes=("ICD10CM//C22",)),))
+    lab = outcome_labels(_studies(), _events(), defs, OutcomeSettings(one_study_per_patient=one_per_patient))
+    return lab.set_index("study_id")
+
+
+def test_incident_prior_window_and_censoring() -> None:
+    lab = _labels()
+    assert bool(lab.loc["a", "event"]) and lab.loc["a", "time_days"] == pytest.approx(365 - 0.375)
+    assert bool(lab.loc["b", "prior"]) and not bool(lab.loc["b", "eligible"])
+    assert "prior case" in lab.loc["b", "flag"]
+    assert "outcome on index day (counted as prior)" in lab.loc["b", "flag"]
+    # c1: event 5.4 years later -> outside the 4-year window, time capped at the window
+    assert not bool(lab.loc["c1", "event"]) and lab.loc["c1", "time_days"] == pytest.approx(4 * 365.25)
+    assert bool(lab.loc["c1", "complete_followup"])
+    # d: death after 2 years censors follow-up
+    assert not bool(lab.loc["d", "event"]) and lab.loc["d", "time_days"] == pytest.approx(731)
+    assert not bool(lab.loc["d", "complete_followup"])
+    assert pd.isna(lab.loc["d", "age_years"]) and "no birth record" in lab.loc["d", "flag"]
+    assert lab.loc["a", "sex"] == "M" and lab.loc["a", "age_years"] == pytest.approx(65.0, abs=0.01)
+
+
+def test_one_study_per_patient() -> None:
+    lab = _labels()
+    assert bool(lab.loc["c1", "eligible"]) and not bool(lab.loc["c2", "eligible"])
+    assert "later study" in lab.loc["c2", "flag"]
+    # c2 alone: event 4.4 years after 2016-01-01 -> outside the window as well
+    lab_all = _labels(one_per_patient=False)
+    assert bool(lab_all.loc["c2", "eligible"])
