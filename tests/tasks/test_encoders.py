@@ -16,7 +16,7 @@ from data_contracts.config import MiniLMConfig, ModalityConfig
 from data_contracts.embedding_cache import EmbeddingCache
 from data_contracts.store import ArtifactStore
 from models.encoders.base import EncodeResult, Modality, ProgressFn
-from tasks import embed as embed_mod
+from tasks import encoders as embed_mod
 from tasks.encoders import embed_fn, fill_fn, load_matrix, plan_fn, split_partitions
 from tasks.ingest import ingest_studies_fn
 

@@ -152,7 +152,7 @@ def test_freshly_compiled_and_cached_kernels_give_the_same_bits(tmp_path: Path) 
     """A run must not depend on whether numba's disk cache was warm (FMA contraction once
     made the two differ in the last bit)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     outs = [tmp_path / "fresh.npy", tmp_path / "cached.npy"]
     for out in outs:  # the first run compiles into the empty cache, the second loads from it
         subprocess.run([sys.executable, "-c", _CACHE_RUN, str(out)], cwd=root, env=env, check=True)

@@ -11,7 +11,7 @@ from models.stats.activation_sd import SEPARATED, ZERO_VARIANCE, activation_matr
 from models.stats.association import associate_splits
 from models.stats.logistic import fit_batch
 from models.stats.score_test import covariate_design
-from tests.models.test_association import _cohort
+from tests.models.stats.test_association import _cohort
 
 SD_COLS = ["sd_odds_ratio", "sd_ci_low", "sd_ci_high", "sd_p_value"]
 
