@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from data_contracts.errors import ContractError
+from data_contracts.storage import is_url, normalise_root
 
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
@@ -283,7 +284,7 @@ class RunConfig(_Strict):
     """Everything a run needs. Relative paths resolve against the config file's folder."""
 
     name: str = "run"
-    store: Path
+    store: Path | str  # a local folder, or an fsspec URL such as s3://bucket/prefix (kept as str)
     inputs: InputsConfig
     modalities: tuple[ModalityConfig, ...]
     sae: SAEConfig = SAEConfig()
@@ -294,7 +295,16 @@ class RunConfig(_Strict):
     survival: SurvivalConfig = SurvivalConfig()
     interpretation: InterpretConfig = InterpretConfig()
     report: ReportConfig = ReportConfig()
-    report_dir: Path | None = None  # where the HTML report is published; default <store>/../report
+    # where the HTML report is published (folder or URL); default <store>/../report, or <store>/report
+    # for a URL store
+    report_dir: Path | str | None = None
+
+    @field_validator("store", "report_dir", mode="after")
+    @classmethod
+    def _path_or_url(cls, v: Path | str | None) -> Path | str | None:
+        if v is None or isinstance(v, Path):
+            return v
+        return normalise_root(v) if is_url(v) else Path(v)
 
     def sae_runs(self) -> tuple[SAEConfig, ...]:
         return self.sae_sweep.expand(self.sae) if self.sae_sweep else (self.sae,)
@@ -369,6 +379,10 @@ def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 
 
+def _resolve_location(base: Path, p: Path | str) -> Path | str:
+    return p if isinstance(p, str) else _resolve(base, p)
+
+
 def load_run_config(path: str | Path) -> RunConfig:
     path = Path(path)
     raw = _read_yaml(path)
@@ -384,8 +398,11 @@ def load_run_config(path: str | Path) -> RunConfig:
         events=_resolve(base, cfg.inputs.events),
         outcomes=_resolve(base, cfg.inputs.outcomes),
     )
-    store = _resolve(base, cfg.store)
-    report_dir = _resolve(base, cfg.report_dir) if cfg.report_dir else store.parent / "report"
+    store = _resolve_location(base, cfg.store)
+    if cfg.report_dir:
+        report_dir = _resolve_location(base, cfg.report_dir)
+    else:
+        report_dir = f"{store}/report" if isinstance(store, str) else store.parent / "report"
     return cfg.model_copy(update={"store": store, "inputs": inputs, "report_dir": report_dir})
 
 

@@ -8,9 +8,11 @@ Layout under the store root:
         month=2024-01/part-<time>-<id>.parquet
         month=2024-02/...
 
-A batch is written to a hidden temporary file in the month folder, flushed to disk and
-renamed into place (atomic on POSIX), so an interrupted run leaves only whole batches and
-at most a stray temporary file, which readers ignore. A study counts as done for an
+The root is a local path or an fsspec URL (`data_contracts/storage.py`). A batch is one
+file written atomically: locally a hidden temporary file in the month folder, flushed and
+renamed into place; on an object store a single object upload, which appears whole or not
+at all. An interrupted run leaves only whole batches (and at most a stray temporary file,
+which readers ignore). A study counts as done for an
 encoder once any committed batch holds it, with a vector or with the reason it could not
 be embedded (unreadable image, empty report), so failures are not retried on every run;
 delete the month folder to retry them. Pure I/O helpers: no encoder, no Prefect.
@@ -34,7 +36,7 @@ import pyarrow.parquet as pq
 
 from data_contracts.errors import ContractError
 from data_contracts.schemas import EMBEDDING_BATCH
-from data_contracts.store import atomic_write_bytes
+from data_contracts.storage import Storage
 from data_contracts.validate import conform_table
 
 IDENTITY_FILE = "identity.json"
@@ -64,30 +66,43 @@ class EmbeddingCache:
     def __init__(self, root: str | Path, modality: str, identity: Mapping[str, Any]) -> None:
         name = str(identity.get("name", "encoder"))
         self.identity = dict(identity)
-        self.dir = Path(root) / "embedding_cache" / modality / f"{name}-{identity_key(identity)}"
+        self.storage = Storage(root)
+        self.rel = f"embedding_cache/{modality}/{name}-{identity_key(identity)}"
+        self.location = self.storage.url_of(self.rel)
+
+    @property
+    def dir(self) -> Path:
+        """The cache folder of a local store."""
+        return self.storage.local_path(self.rel)
 
     def _ensure_identity(self) -> None:
-        f = self.dir / IDENTITY_FILE
-        if not f.is_file():
-            self.dir.mkdir(parents=True, exist_ok=True)
+        rel = f"{self.rel}/{IDENTITY_FILE}"
+        if not self.storage.isfile(rel):
             text = json.dumps(self.identity, indent=2, sort_keys=True, default=str)
-            atomic_write_bytes(f, text.encode())
+            self.storage.write_atomic(rel, text.encode())
+
+    def _month_rel(self, month: str) -> str:
+        return f"{self.rel}/month={check_month(month)}"
 
     def month_dir(self, month: str) -> Path:
-        return self.dir / f"month={check_month(month)}"
+        return self.storage.local_path(self._month_rel(month))
 
-    def parts(self, month: str) -> list[Path]:
-        """Committed batch files of a month (temporary files excluded), oldest first."""
-        d = self.month_dir(month)
-        return sorted(d.glob("part-*.parquet")) if d.is_dir() else []
+    def parts(self, month: str) -> list[str]:
+        """Committed batch files of a month (temporary files excluded), oldest first,
+        as locations (paths or URLs)."""
+        d = self._month_rel(month)
+        return [self.storage.url_of(d, n) for n in self.storage.walk_files(d, "part-*.parquet")]
 
-    def _read_part(self, month: str, path: Path, columns: list[str] | None = None) -> pa.Table:
+    def _read_part(self, month: str, location: str, columns: list[str] | None = None) -> pa.Table:
+        rel = location[len(self.storage.url) + 1:]
         try:
-            return pq.read_table(path, columns=columns)
+            with self.storage.open(rel) as f:
+                return pq.read_table(f, columns=columns)
         except (OSError, ValueError, pa.ArrowException) as e:
-            raise ContractError(str(path), None, None,
-                                f"unreadable batch in embedding cache {self.dir}, month {month} ({e})",
-                                f"a committed parquet batch; delete {path.name} to recompute its studies") from e
+            name = location.rsplit("/", 1)[-1]
+            raise ContractError(location, None, None,
+                                f"unreadable batch in embedding cache {self.location}, month {month} ({e})",
+                                f"a committed parquet batch; delete {name} to recompute its studies") from e
 
     def done_ids(self, month: str) -> set[str]:
         """Studies of a month with a committed vector or error."""
@@ -108,16 +123,17 @@ class EmbeddingCache:
         except pa.ArrowInvalid as e:
             odd = next((p for p, t in zip(parts, tables, strict=True) if not t.schema.equals(tables[0].schema)),
                        parts[-1])
-            raise ContractError(str(odd), None, None,
-                                f"schema differs from {parts[0].name} in embedding cache {self.dir}, "
+            first, odd_name = parts[0].rsplit("/", 1)[-1], odd.rsplit("/", 1)[-1]
+            raise ContractError(odd, None, None,
+                                f"schema differs from {first} in embedding cache {self.location}, "
                                 f"month {month} ({e})",
-                                f"the {EMBEDDING_BATCH.key} columns in every batch; delete {odd.name} "
+                                f"the {EMBEDDING_BATCH.key} columns in every batch; delete {odd_name} "
                                 "to recompute its studies") from e
         df = combined.to_pandas()
         return df.drop_duplicates("study_id", keep="first").reset_index(drop=True)
 
     def commit(self, month: str, study_ids: Sequence[str], vectors: np.ndarray,
-               ok: Sequence[int], errors: Mapping[int, str]) -> Path:
+               ok: Sequence[int], errors: Mapping[int, str]) -> str:
         """Write one batch atomically: `vectors[i]` belongs to `study_ids[ok[i]]`;
         `errors` maps positions into `study_ids` to reasons. Returns the committed file."""
         self._ensure_identity()
@@ -128,17 +144,15 @@ class EmbeddingCache:
         err = [errors.get(i) for i in range(n)]
         missing = [study_ids[i] for i in range(n) if emb[i] is None and err[i] is None]
         if missing:
-            raise ValueError(f"embedding cache {self.dir}, month {month}: batch has neither a vector nor "
+            raise ValueError(f"embedding cache {self.location}, month {month}: batch has neither a vector nor "
                              f"an error for {missing[:5]}")
         table = conform_table(pa.table({
             "study_id": pa.array([str(s) for s in study_ids], pa.string()),
             "embedding": pa.array(emb, pa.list_(pa.float32())),
             "error": pa.array(err, pa.string()),
         }), EMBEDDING_BATCH, f"embedding batch for {month}")
-        d = self.month_dir(month)
-        d.mkdir(parents=True, exist_ok=True)
-        final = d / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
+        rel = f"{self._month_rel(month)}/part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink, compression="zstd")
-        atomic_write_bytes(final, sink.getvalue().to_pybytes())
-        return final
+        self.storage.write_atomic(rel, sink.getvalue().to_pybytes())
+        return self.storage.url_of(rel)

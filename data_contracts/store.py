@@ -6,6 +6,15 @@ kind + contract + input versions + parameters, so the same work maps to the same
 and a re-run finds it instead of recomputing. An artifact is reused only if its files still
 match their recorded checksums and the inputs it was made from still have the content it
 saw (input digests), so deleting or corrupting an artifact recomputes exactly what changed.
+
+The root is a local path or an fsspec URL (`s3://bucket/prefix`, `gs://...`); all I/O goes
+through `data_contracts/storage.py`. Commit is atomic on both: locally the finished
+temporary directory is renamed into place; on object stores (no rename) the parts and the
+manifest are uploaded under a temporary prefix, copied to the final prefix, and the
+manifest (with every part's checksum) is written last at its final key. An artifact exists
+only once its manifest does, and is used only while its files match it, so a writer killed
+between parts leaves nothing that counts. Remote files are read through a local copy that
+was checked against the manifest (`storage.cache_dir()`).
 """
 
 from __future__ import annotations
@@ -16,6 +25,8 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +41,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_contracts.schemas import Contract
+from data_contracts.storage import Storage, cache_dir, is_url
 from data_contracts.validate import conform_table
 
 MANIFEST = "manifest.json"
@@ -51,7 +63,14 @@ class ArtifactRef:
 
     @property
     def path(self) -> Path:
+        """The artifact's folder in a local store (remote stores: use `url` and the store)."""
+        if is_url(self.root):
+            raise ValueError(f"{self.url} is in a remote store; read it through ArtifactStore")
         return Path(self.root) / "artifacts" / self.kind / self.version
+
+    @property
+    def url(self) -> str:
+        return f"{self.root}/artifacts/{self.kind}/{self.version}"
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "version": self.version, "digest": self.digest}
@@ -59,17 +78,6 @@ class ArtifactRef:
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to a uniquely named hidden temporary file beside `path`, flush it to disk
-    and rename it into place, so readers see the old file or the whole new one."""
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def sha256_file(path: Path) -> str:
@@ -116,8 +124,8 @@ def compute_version(
 
 
 class ArtifactWriter:
-    """Collects an artifact's files in a temporary directory; `ArtifactStore.writer`
-    renames it into place only after everything is written and checksummed."""
+    """Collects an artifact's files in a local temporary directory; `ArtifactStore.writer`
+    commits it only after everything is written and checksummed."""
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
@@ -145,51 +153,75 @@ class ArtifactWriter:
         return table.num_rows
 
 
+# Temporary artifact folders/prefixes left by killed writers are removed by later commits of
+# the same kind once this old (a live writer's are younger: builds stage locally first).
+STALE_TEMP_S = 24 * 3600
+
+
+def _temp_name(version: str) -> str:
+    return f".tmp-{version}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+
+
+def _temp_age(name: str, now: float) -> float | None:
+    """Seconds since a temporary name was made, None for other names."""
+    parts = name.split("-")
+    if not name.startswith(".tmp-") or len(parts) < 4 or not parts[-2].isdigit():
+        return None
+    return now - int(parts[-2])
+
+
 class ArtifactStore:
-    """A directory of versioned artifacts (local path)."""
+    """Versioned artifacts under a local path or an fsspec URL."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root).resolve()
+        self.storage = Storage(root)
+        self.root = self.storage.url
+
+    @staticmethod
+    def _rel(kind: str, version: str, name: str = "") -> str:
+        return f"artifacts/{kind}/{version}/{name}" if name else f"artifacts/{kind}/{version}"
 
     def artifact_dir(self, kind: str, version: str) -> Path:
-        return self.root / "artifacts" / kind / version
+        return self.storage.local_path(self._rel(kind, version))
 
     # ------------------------------------------------------------ lookup
     def manifest(self, ref: ArtifactRef) -> dict[str, Any]:
-        path = ref.path / MANIFEST
         try:
-            return dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ArtifactCorrupt(f"{path}: cannot read manifest: {e}") from e
+            return dict(json.loads(self.storage.read_bytes(self._rel(ref.kind, ref.version, MANIFEST))))
+        except (OSError, ValueError) as e:
+            raise ArtifactCorrupt(f"{ref.url}/{MANIFEST}: cannot read manifest: {e}") from e
 
     def lookup(self, kind: str, version: str, inputs: Sequence[ArtifactRef] = ()) -> ArtifactRef | None:
-        """The artifact if it exists whole and was made from inputs with today's content."""
-        d = self.artifact_dir(kind, version)
-        if not (d / MANIFEST).is_file():
-            return None
+        """The artifact if its manifest exists, every file it lists is there with its size,
+        and it was made from inputs with today's content."""
+        rel = self._rel(kind, version)
         try:
-            m = json.loads((d / MANIFEST).read_text())
-        except (OSError, json.JSONDecodeError):
+            m = json.loads(self.storage.read_bytes(f"{rel}/{MANIFEST}"))
+        except (OSError, ValueError):
             return None
-        for rel, info in m.get("files", {}).items():
-            f = d / rel
-            if not f.is_file() or f.stat().st_size != info["bytes"]:
+        sizes = self.storage.files(rel)
+        for name, info in m.get("files", {}).items():
+            if sizes.get(name) != info["bytes"]:
                 return None
         seen = {(i["kind"], i["version"]): i["digest"] for i in m.get("inputs", [])}
         for r in inputs:
             if seen.get((r.kind, r.version)) != r.digest:
                 return None
-        return ArtifactRef(str(self.root), kind, version, m["digest"])
+        return ArtifactRef(self.root, kind, version, m["digest"])
 
-    def verify(self, ref: ArtifactRef, names: Sequence[str] | None = None) -> None:
-        """Re-hash files (all, or those named) and refuse the artifact if any differs."""
-        m = self.manifest(ref)
-        files: dict[str, dict[str, Any]] = m.get("files", {})
-        for rel in names if names is not None else sorted(files):
-            info = files.get(rel)
-            if info is None:
-                raise ArtifactCorrupt(f"{ref.path}: no file '{rel}' in manifest")
-            f = ref.path / rel
+    def _file_info(self, ref: ArtifactRef, m: Mapping[str, Any], name: str) -> dict[str, Any]:
+        info = m.get("files", {}).get(name)
+        if info is None:
+            raise ArtifactCorrupt(f"{ref.url}: no file '{name}' in manifest")
+        return dict(info)
+
+    def _local_file(self, ref: ArtifactRef, m: Mapping[str, Any], name: str) -> Path:
+        """A local file with the content the manifest records: the file itself in a local
+        store (re-hashed), a checked copy of it for a remote one."""
+        info = self._file_info(ref, m, name)
+        rel = self._rel(ref.kind, ref.version, name)
+        if self.storage.local:
+            f = self.storage.local_path(rel)
             if not f.is_file():
                 raise ArtifactCorrupt(f"{f}: missing; delete {ref.path} to recompute it")
             got = sha256_file(f)
@@ -198,6 +230,39 @@ class ArtifactStore:
                     f"{f}: checksum {got[:12]}… does not match manifest {info['sha256'][:12]}…; "
                     f"the artifact is damaged — delete {ref.path} to recompute it"
                 )
+            return f
+        local = self._copy_dir(ref, m) / name
+        if local.is_file() and local.stat().st_size == info["bytes"]:
+            return local  # checked against the manifest when it was fetched
+        try:
+            return self.storage.fetch(rel, local, info["sha256"])
+        except FileNotFoundError as e:
+            raise ArtifactCorrupt(f"{ref.url}/{name}: missing; delete {ref.url} to recompute it") from e
+        except ValueError as e:
+            raise ArtifactCorrupt(f"{e}; the artifact is damaged — delete {ref.url} to recompute it") from e
+
+    def _copy_dir(self, ref: ArtifactRef, m: Mapping[str, Any]) -> Path:
+        """Where checked copies of a remote artifact's files live (per store, version, digest)."""
+        store_key = hashlib.sha256(self.root.encode()).hexdigest()[:12]
+        return cache_dir() / "artifacts" / store_key / ref.kind / f"{ref.version}-{m['digest']}"
+
+    def verify(self, ref: ArtifactRef, names: Sequence[str] | None = None) -> None:
+        """Re-hash files (all, or those named) and refuse the artifact if any differs."""
+        m = self.manifest(ref)
+        for name in names if names is not None else sorted(m.get("files", {})):
+            self._local_file(ref, m, name)
+
+    def local_dir(self, ref: ArtifactRef) -> Path:
+        """A local folder holding every file of the artifact, checked against its manifest
+        (the artifact's own folder in a local store)."""
+        m = self.manifest(ref)
+        for name in sorted(m.get("files", {})):
+            self._local_file(ref, m, name)
+        if self.storage.local:
+            return ref.path
+        d = self._copy_dir(ref, m)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
 
     # ------------------------------------------------------------ reading
     def read_table(
@@ -205,14 +270,12 @@ class ArtifactStore:
     ) -> pd.DataFrame:
         m = self.manifest(ref)
         if name not in m.get("tables", {}):
-            raise KeyError(f"{ref.path}: no table '{name}' (has {sorted(m.get('tables', {}))})")
-        file = m["tables"][name]["file"]
-        self.verify(ref, [file])
-        return pq.read_table(ref.path / file, columns=list(columns) if columns else None).to_pandas()
+            raise KeyError(f"{ref.url}: no table '{name}' (has {sorted(m.get('tables', {}))})")
+        path = self._local_file(ref, m, m["tables"][name]["file"])
+        return pq.read_table(path, columns=list(columns) if columns else None).to_pandas()
 
     def file_path(self, ref: ArtifactRef, name: str) -> Path:
-        self.verify(ref, [name])
-        return ref.path / name
+        return self._local_file(ref, self.manifest(ref), name)
 
     # ------------------------------------------------------------ writing
     @contextlib.contextmanager
@@ -226,21 +289,29 @@ class ArtifactStore:
         params: Mapping[str, Any],
     ) -> Iterator[tuple[ArtifactWriter, list[ArtifactRef]]]:
         """Yield a writer; on clean exit the artifact appears atomically and its ref is
-        appended to the yielded list. On error the temporary directory is removed."""
-        base = self.root / "artifacts" / kind
-        base.mkdir(parents=True, exist_ok=True)
-        tmp = base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
+        appended to the yielded list. On error the temporary files are removed."""
+        if self.storage.local:
+            base = self.storage.local_path(f"artifacts/{kind}")
+            base.mkdir(parents=True, exist_ok=True)
+            tmp = base / _temp_name(version)
+            tmp.mkdir()
+        else:  # staged locally, uploaded at commit
+            tmp = Path(tempfile.mkdtemp(prefix=f"{kind}-{version}-", dir=_staging_dir()))
         out: list[ArtifactRef] = []
         try:
             w = ArtifactWriter(tmp)
             yield w, out
             digest = self._write_manifest(w, kind, version, contract, inputs, params)
-            self._publish(tmp, base / version)
+            if self.storage.local:
+                self._publish(tmp, base / version)
+            else:
+                self._publish_remote(tmp, kind, version)
+                shutil.rmtree(tmp, ignore_errors=True)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        out.append(ArtifactRef(str(self.root), kind, version, digest))
+        self._sweep_temporaries(kind)
+        out.append(ArtifactRef(self.root, kind, version, digest))
 
     def _write_manifest(
         self,
@@ -284,10 +355,35 @@ class ArtifactStore:
         else:
             os.rename(tmp, final)
 
+    def _publish_remote(self, staged: Path, kind: str, version: str) -> None:
+        """Commit on a store without rename. Parts and manifest go under a temporary
+        prefix; then the old version (if any) stops counting (its manifest is deleted
+        first), the parts are copied to the final prefix and the manifest is copied last:
+        until that single object exists, nothing at the final key counts."""
+        names = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+        parts = [n for n in names if n != MANIFEST]
+        tmp = f"artifacts/{kind}/{_temp_name(version)}"
+        for name in [*parts, MANIFEST]:
+            self.storage.put(staged / name, f"{tmp}/{name}")
+        final = self._rel(kind, version)
+        self.storage.remove(f"{final}/{MANIFEST}")
+        self.storage.remove(final, recursive=True)
+        for name in parts:
+            self.storage.copy(f"{tmp}/{name}", f"{final}/{name}")
+        self.storage.copy(f"{tmp}/{MANIFEST}", f"{final}/{MANIFEST}")
+        self.storage.remove(tmp, recursive=True)
+
+    def _sweep_temporaries(self, kind: str) -> None:
+        """Remove temporary folders of killed writers (older than STALE_TEMP_S)."""
+        now = time.time()
+        for name in self.storage.children(f"artifacts/{kind}"):
+            age = _temp_age(name, now)
+            if age is not None and age > STALE_TEMP_S:
+                self.storage.remove(f"artifacts/{kind}/{name}", recursive=True)
+
     # ------------------------------------------------------------ lineage
-    def record_run(self, run_id: str, refs: Sequence[ArtifactRef], info: Mapping[str, Any]) -> Path:
-        runs = self.root / "runs"
-        runs.mkdir(parents=True, exist_ok=True)
+    def record_run(self, run_id: str, refs: Sequence[ArtifactRef], info: Mapping[str, Any]) -> str:
+        """Write `<root>/runs/<run_id>.json`; returns its location (path or URL)."""
         record = {
             "run_id": run_id,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -295,6 +391,12 @@ class ArtifactStore:
             "info": dict(info),
             "artifacts": [r.to_dict() for r in refs],
         }
-        final = runs / f"{run_id}.json"
-        atomic_write_bytes(final, json.dumps(record, indent=2, default=str).encode())
-        return final
+        rel = f"runs/{run_id}.json"
+        self.storage.write_atomic(rel, json.dumps(record, indent=2, default=str).encode())
+        return self.storage.url_of(rel)
+
+
+def _staging_dir() -> Path:
+    d = cache_dir() / "staging"
+    d.mkdir(parents=True, exist_ok=True)
+    return d

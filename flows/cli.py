@@ -37,6 +37,13 @@ def _setup_env(prefect_home: Path) -> None:
     prefect_home.mkdir(parents=True, exist_ok=True)
 
 
+def _store_prefect_home(store: Path | str) -> Path:
+    """Embedded Prefect state beside a local store; in the local cache for a URL store."""
+    from data_contracts.storage import cache_dir
+
+    return cache_dir() / "prefect" if isinstance(store, str) else Path(store) / ".prefect"
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
@@ -112,7 +119,7 @@ def run(config: Path) -> None:
         cfg = load_run_config(config)
     except ContractError as e:
         raise click.ClickException(str(e)) from e
-    _setup_env(Path(cfg.store) / ".prefect")
+    _setup_env(_store_prefect_home(cfg.store))
     from flows.discovery import discovery
     from flows.summary import print_summary
 
@@ -144,7 +151,7 @@ def backfill(config: Path, since: str | None, until: str | None, modality: str |
                 check_month(m)
     except (ContractError, ValueError) as e:
         raise click.ClickException(str(e)) from e
-    _setup_env(Path(cfg.store) / ".prefect")
+    _setup_env(_store_prefect_home(cfg.store))
     from flows.backfill import backfill as backfill_flow
 
     t0 = time.perf_counter()

@@ -142,7 +142,7 @@ def _assemble(cache: EmbeddingCache, cached: pd.DataFrame, frame: pd.DataFrame, 
     got = frame[["study_id"]].merge(cached, on="study_id", how="left")  # studies-table order
     lost = got.loc[got["embedding"].isna() & got["error"].isna(), "study_id"].tolist()
     if lost:
-        raise RuntimeError(f"{cache.dir}: {len(lost)} studies missing from the cache, e.g. {lost[:3]}")
+        raise RuntimeError(f"{cache.location}: {len(lost)} studies missing from the cache, e.g. {lost[:3]}")
     ok = got["embedding"].notna().to_numpy()
     vectors = [np.asarray(v, dtype=np.float32) for v in got.loc[ok, "embedding"]]
     w.write_table("data", pa.table({

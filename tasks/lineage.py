@@ -10,4 +10,4 @@ from data_contracts.store import ArtifactRef, ArtifactStore
 
 @task(name="record-run", cache_policy=NONE)
 def record_run(store_root: str, run_id: str, refs: list[ArtifactRef], info: dict[str, str]) -> str:
-    return str(ArtifactStore(store_root).record_run(run_id, refs, info))
+    return ArtifactStore(store_root).record_run(run_id, refs, info)

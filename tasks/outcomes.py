@@ -71,7 +71,7 @@ def read_population(store: ArtifactStore, ref: ArtifactRef, om: OutcomeMatrices,
 
 def table_source(ref: ArtifactRef) -> str:
     """How errors name the artifact's table file."""
-    return str(ref.path / "data.parquet")
+    return f"{ref.url}/data.parquet"
 
 
 @task(name="study_split", cache_policy=NONE)

@@ -11,6 +11,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from data_contracts.config import ReportConfig, load_outcome_definitions
+from data_contracts.storage import Storage, is_url
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from reports.html import render_report
 from tasks.interpret import report_texts
@@ -76,16 +77,25 @@ def report_fn(
     return run_stage(store, "report", None, inputs, params, build)
 
 
-def publish_fn(store: ArtifactStore, report: ArtifactRef, dest: Path) -> Path:
-    """Copy the verified report folder to `dest` (replaced whole)."""
-    store.verify(report)
+def publish_fn(store: ArtifactStore, report: ArtifactRef, dest: str | Path) -> str:
+    """Copy the verified report folder to `dest`, a local folder (replaced whole) or an
+    fsspec URL (pages first, index.html last, so the index never links a missing page).
+    Returns where index.html is."""
+    src = store.local_dir(report) / "report"
+    if is_url(dest):
+        target = Storage(dest)
+        files = sorted((p for p in src.rglob("*") if p.is_file()), key=lambda p: (p.name == "index.html", str(p)))
+        for f in files:
+            target.put(f, f.relative_to(src).as_posix())
+        return target.url_of("index.html")
+    dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(report.path / "report", tmp)
+    shutil.copytree(src, tmp)
     if dest.exists():
         shutil.rmtree(dest)
     tmp.rename(dest)
-    return dest / "index.html"
+    return str(dest / "index.html")
 
 
 @task(name="render-report", cache_policy=NONE)
@@ -106,4 +116,4 @@ def render(
 
 @task(name="publish-report", cache_policy=NONE)
 def publish(store_root: str, report: ArtifactRef, dest: str) -> str:
-    return str(publish_fn(ArtifactStore(store_root), report, Path(dest)))
+    return publish_fn(ArtifactStore(store_root), report, dest)

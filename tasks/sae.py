@@ -38,7 +38,7 @@ def train_fn(store: ArtifactStore, embeddings: ArtifactRef, cfg: SAEConfig) -> A
         if source.n_rows < 2:
             raise ValueError(
                 f"embeddings {embeddings.version}: {source.n_rows} studies could be embedded, too few to "
-                f"train an SAE; the reasons are in {embeddings.path}/quarantine.parquet"
+                f"train an SAE; the reasons are in {embeddings.url}/quarantine.parquet"
             )
         with progress_bar(cfg.epochs, f"train SAE {cfg.variant} N={cfg.n_features} k={cfg.k}", "epoch") as bar:
             result = train_sae(source, cfg, progress=lambda step, total: bar.update(1))
@@ -58,8 +58,7 @@ def select_fn(store: ArtifactStore, embeddings: ArtifactRef, runs: Sequence[Arti
     for ref in runs:
         # Every run is checked whole (a damaged run fails the sweep, as before); ranking
         # then reads only its JSON, not the weights.
-        store.verify(ref)
-        meta = read_meta(ref.path)
+        meta = read_meta(store.local_dir(ref))
         rows.append(sweep_row(ref.version, SAEConfig.model_validate(meta["config"]), meta["prefixes"],
                               meta.get("metrics", {})))
     table, chosen = sweep_table(rows, base)
@@ -73,8 +72,7 @@ def select_fn(store: ArtifactStore, embeddings: ArtifactRef, runs: Sequence[Arti
 
 def activations_fn(store: ArtifactStore, embeddings: ArtifactRef, sae: ArtifactRef) -> ArtifactRef:
     def build(w: ArtifactWriter) -> None:
-        store.verify(sae)
-        model, cfg = load_sae(sae.path)
+        model, cfg = load_sae(store.local_dir(sae))
         source = _embedding_source(store, embeddings, cfg.chunk_rows)
         ids = pq.read_table(source.path, columns=["study_id"]).column(0).to_numpy(zero_copy_only=False)
         parts, start = [], 0

@@ -130,7 +130,7 @@ def _exposed_masks(store: ArtifactStore, ref: ArtifactRef, study_ids: np.ndarray
 def _check_same_split(store: ArtifactStore, assoc: ArtifactRef, split: ArtifactRef) -> None:
     used = [i for i in store.manifest(assoc).get("inputs", []) if i.get("kind") == split.kind]
     if [(i.get("version"), i.get("digest")) for i in used] != [(split.version, split.digest)]:
-        raise ContractError(str(assoc.path / MANIFEST), None, "inputs",
+        raise ContractError(f"{assoc.url}/{MANIFEST}", None, "inputs",
                             f"associations computed from study_split {[i.get('version') for i in used]}, "
                             f"survival given {split.version}",
                             "the study_split artifact the associations were computed from")

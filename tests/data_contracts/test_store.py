@@ -95,5 +95,21 @@ def test_run_record(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path)
     ref = _write(store)
     path = store.record_run("r1", [ref], {"config": "x"})
-    rec = json.loads(path.read_text())
+    rec = json.loads(Path(path).read_text())
     assert rec["artifacts"] == [ref.to_dict()]
+
+
+def test_stale_temporaries_of_killed_writers_are_swept(tmp_path: Path) -> None:
+    import time
+
+    from data_contracts.store import STALE_TEMP_S
+
+    kind_dir = tmp_path / "artifacts" / "activations"
+    kind_dir.mkdir(parents=True)
+    old = kind_dir / f".tmp-v9-{int(time.time() - STALE_TEMP_S - 60)}-deadbeef"
+    young = kind_dir / f".tmp-v8-{int(time.time())}-feedbeef"
+    for d in (old, young):
+        d.mkdir()
+        (d / "data.parquet").write_bytes(b"partial")
+    _write(ArtifactStore(tmp_path))
+    assert not old.exists() and young.exists()  # a live writer's folder is young: kept
