@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.discovery import RunResult
 from tests.conftest import write_tiny_config
 
 
@@ -19,12 +20,21 @@ def _artifact_dirs(store: Path) -> dict[str, float]:
     }
 
 
-@pytest.mark.prefect
-def test_flow_end_to_end_rerun_and_partial_recompute(prefect_harness: None, tiny_cohort: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def local_run(prefect_harness: None, tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory
+              ) -> tuple[Path, RunResult]:
+    """One discovery run on a local store, shared by the tests of this module."""
     from flows.discovery import discovery
 
-    config = write_tiny_config(tiny_cohort, tmp_path / "run")
-    first = discovery(str(config))
+    config = write_tiny_config(tiny_cohort, tmp_path_factory.mktemp("local") / "run")
+    return config, discovery(str(config))
+
+
+@pytest.mark.prefect
+def test_flow_end_to_end_rerun_and_partial_recompute(local_run: tuple[Path, RunResult]) -> None:
+    from flows.discovery import discovery
+
+    config, first = local_run
     store = Path(first.store)
     index = Path(first.report_index)
     assert index.is_file() and "<html" in index.read_text().lower()
@@ -44,3 +54,37 @@ def test_flow_end_to_end_rerun_and_partial_recompute(prefect_harness: None, tiny
     changed = {k for k in after if after[k] != before.get(k)}
     assert changed == {f"artifacts/associations/{first.associations.version}"}
     assert third.associations == first.associations
+
+
+@pytest.mark.slow
+@pytest.mark.prefect
+def test_flow_on_s3_store_equals_local_run(local_run: tuple[Path, RunResult], s3_endpoint: str,
+                                           tmp_path: Path) -> None:
+    """The whole flow with its store on S3 (moto on loopback): the same artifact versions and
+    table contents as a local store; embedding cache, run record and report land in S3."""
+    import uuid
+
+    import s3fs
+
+    from data_contracts.config import dump_run_config, load_run_config
+    from data_contracts.store import ArtifactStore
+    from flows.discovery import discovery
+
+    local_cfg, local = local_run
+    root = f"s3://medconcepts/flow-{uuid.uuid4().hex[:8]}"
+    cfg = load_run_config(local_cfg).model_copy(update={"store": root, "report_dir": f"{root}/published"})
+    s3_cfg = tmp_path / "s3.yaml"
+    dump_run_config(cfg, s3_cfg)
+    remote = discovery(str(s3_cfg))
+    assert remote.store == root and remote.report_index == f"{root}/published/index.html"
+    assert [(r.kind, r.version) for r in remote.artifacts()] == [(r.kind, r.version) for r in local.artifacts()]
+    ls, rs = ArtifactStore(local.store), ArtifactStore(root)
+    for mod in ("report", "image"):
+        a, b = local.modalities[mod], remote.modalities[mod]
+        assert ls.read_table(a.embeddings).equals(rs.read_table(b.embeddings))
+    assert ls.read_table(local.associations).equals(rs.read_table(remote.associations))
+    fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+    keys = fs.find(root.removeprefix("s3://"))
+    assert any("/embedding_cache/report/" in k and k.endswith(".parquet") for k in keys)
+    assert json.loads(fs.cat_file(remote.run_record))["artifacts"]
+    assert "<html" in fs.cat_file(remote.report_index).decode().lower()
