@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -15,6 +16,7 @@ from data_contracts.storage import Storage, is_url
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from reports.html import render_report
 from tasks.interpret import report_texts
+from tasks.outcomes import data_path, outcome_counts
 from tasks.stage import run_stage
 
 
@@ -31,10 +33,9 @@ def _top_reports(
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def _outcome_table(labels: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
+def _outcome_table(counts: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
+    """counts: n_eligible, n_cases by outcome_id (tasks.outcomes.outcome_counts)."""
     defs = load_outcome_definitions(outcomes_path)
-    elig = labels[labels["eligible"]]
-    counts = elig.groupby("outcome_id").agg(n_eligible=("study_id", "size"), n_cases=("event", "sum"))
     rows = [{"outcome_id": o.id, "name": o.name, "window_years": o.window_years} for o in defs.outcomes]
     return pd.DataFrame(rows).join(counts, on="outcome_id").fillna({"n_eligible": 0, "n_cases": 0})
 
@@ -63,11 +64,13 @@ def report_fn(
         run_info = {"run": run_name, "associations": associations.version, "studies": studies.version}
         render_report(
             w.path("report"),
-            store.read_table(associations),
+            # The report shows the discovery half (ranks live there); validation enters
+            # through each row's `replicated`.
+            pq.read_table(data_path(store, associations), filters=[("split", "=", "discovery")]).to_pandas(),
             interp,
             stats,
             _top_reports(store, studies, {m: c for m, (_, c, _) in per_modality.items()}, cfg.n_top_reports),
-            _outcome_table(store.read_table(labels), outcomes_path),
+            _outcome_table(outcome_counts(store, labels), outcomes_path),
             run_info,
             cfg,
             store.read_table(survival) if survival is not None else None,
