@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from data_contracts.config import ReportConfig
@@ -59,6 +60,24 @@ class ReportData:
     pages: frozenset[FeatureKey]
     surv: pd.DataFrame | None = None  # SURVIVAL rows
     curves: pd.DataFrame | None = None  # KM_CURVES rows
+    # Looked up once, not filtered per outcome or page: with hundreds of outcomes and
+    # thousands of pages, a scan of every row per lookup made the report quadratic.
+    top: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # outcome -> top_rows
+    by_feature: Mapping[FeatureKey, PageRows] = field(default_factory=dict)  # page -> its rows
+    stats_of: Mapping[FeatureKey, Row] = field(default_factory=dict)
+
+    def top_rows(self, outcome_id: str) -> pd.DataFrame:
+        return self.top.get(outcome_id, self.assoc.iloc[0:0])
+
+
+@dataclass(frozen=True)
+class PageRows:
+    """A feature page's association rows: at most `feature_page_rows` (the ranked ones,
+    then the smallest p-values), in the outcomes' order; `n_all` counts every row."""
+
+    rows: list[Row]
+    n_all: int
+    scale: float  # largest P(outcome | cohort) or baseline shown: the bars' full width
 
 
 def page_name(modality: str, feature_id: int) -> str:
@@ -128,8 +147,12 @@ def build_data(
     s = stats.assign(
         modality=stats["modality"].astype(str), feature_id=stats["feature_id"].astype("int64")
     )
-    pages = _page_keys(a, cfg.top_per_outcome)
-    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves)
+    top = top_rows_by_outcome(a, cfg.top_per_outcome)
+    pages = _page_keys(a, top)
+    by_feature = page_rows(a, pages, list(outcomes_order(outcomes, a)), cfg.feature_page_rows)
+    stats_of = {(str(r["modality"]), int(r["feature_id"])): r for r in s.to_dict("records")}
+    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves, top, by_feature,
+                      stats_of)
 
 
 def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
@@ -186,12 +209,59 @@ def top_rows(assoc: pd.DataFrame, outcome_id: str, n: int) -> pd.DataFrame:
     )
 
 
-def _page_keys(assoc: pd.DataFrame, n: int) -> set[FeatureKey]:
+def top_rows_by_outcome(assoc: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
+    """`top_rows` of every outcome from one sort (the outcome leads the stable sort, so
+    each outcome's rows come out exactly as `top_rows` orders them)."""
+    g = assoc[assoc["rank"].notna() | assoc["p_value"].notna()]
+    g = g.sort_values(
+        ["outcome_id", "modality", "rank", "q_value", "p_value", "feature_id"],
+        na_position="last",
+        kind="mergesort",
+    )
+    top = g.groupby(["outcome_id", "modality"], sort=False).head(n)
+    return {
+        str(o): t.sort_values(["rank", "q_value", "p_value", "modality", "feature_id"],
+                              na_position="last", kind="mergesort")
+        for o, t in top.groupby("outcome_id", sort=False)
+    }
+
+
+def outcomes_order(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.Series:
+    return _outcome_table(outcomes, assoc)["outcome_id"]
+
+
+def page_rows(assoc: pd.DataFrame, pages: set[FeatureKey], order: list[str], max_rows: int
+              ) -> dict[FeatureKey, PageRows]:
+    """Every page's rows, selected and ordered in one pass over the rows (with hundreds
+    of outcomes a page shows the ranked rows, then the smallest p-values)."""
+    keys = pd.MultiIndex.from_arrays([assoc["modality"], assoc["feature_id"].astype("int64")])
+    a = assoc[keys.isin(list(pages))]
+    a = a.assign(_unranked=a["rank"].isna(), _row=np.arange(len(a))).sort_values(
+        ["modality", "feature_id", "_unranked", "p_value"], na_position="last", kind="mergesort")
+    a = a.assign(_pos=a.groupby(["modality", "feature_id"], sort=False).cumcount())
+    n_all = a.groupby(["modality", "feature_id"]).size()
+    rank_of = {o: i for i, o in enumerate(order)}
+    shown = a[a["_pos"] < max_rows].assign(_o=lambda x: x["outcome_id"].map(rank_of))
+    shown = shown.sort_values(["modality", "feature_id", "_o", "_row"], kind="mergesort")
+    p = shown[["modality", "feature_id", "p_outcome_exposed", "p_outcome_baseline"]]
+    scale = p.groupby(["modality", "feature_id"])[["p_outcome_exposed", "p_outcome_baseline"]].max().max(axis=1)
+    records = cast(list[Row], shown.drop(columns=["_unranked", "_row", "_pos", "_o"]).to_dict("records"))
+    out: dict[FeatureKey, PageRows] = {}
+    start = 0
+    sizes = shown.groupby(["modality", "feature_id"], sort=False).size()
+    for key, n in zip(sizes.index.tolist(), sizes.to_numpy(), strict=True):
+        sc = scale.get(key)
+        out[(str(key[0]), int(key[1]))] = PageRows(records[start:start + n], int(n_all[key]),
+                                                   1.0 if sc is None or pd.isna(sc) else float(sc))
+        start += n
+    return out
+
+
+def _page_keys(assoc: pd.DataFrame, top: Mapping[str, pd.DataFrame]) -> set[FeatureKey]:
     ranked = assoc[assoc["rank"].notna()]
     keys = set(zip(ranked["modality"], ranked["feature_id"].astype(int), strict=True))
-    for oid in pd.unique(assoc["outcome_id"]):
-        top = top_rows(assoc, oid, n)
-        keys |= set(zip(top["modality"], top["feature_id"].astype(int), strict=True))
+    for t in top.values():
+        keys |= set(zip(t["modality"], t["feature_id"].astype(int), strict=True))
     return keys
 
 

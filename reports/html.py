@@ -11,9 +11,9 @@ INTERPRETATIONS, FEATURE_STATS) plus two small tables built by the report task.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -32,7 +32,6 @@ from reports.context import (
     page_name,
     rank_text,
     replicated_text,
-    top_rows,
 )
 from reports.feature_page import feature_html, footer_html
 from reports.survival import survival_section
@@ -63,9 +62,12 @@ def render_report(
     index.write_text(index_html(data, run_info, cfg), encoding="utf-8")
     written = [index]
     reports = normalise_reports(top_reports)
+    per_page = {(str(m), int(f)): g for (m, f), g in
+                cast(Iterable[tuple[tuple[str, float], pd.DataFrame]], reports.groupby(["modality", "feature_id"]))}
     for key in sorted(data.pages):
         path = out_dir / "features" / page_name(*key)
-        path.write_text(feature_html(data, key, reports, run_info, cfg), encoding="utf-8")
+        page_reports = per_page.get(key, reports.iloc[0:0])
+        path.write_text(feature_html(data, key, page_reports, run_info, cfg), encoding="utf-8")
         written.append(path)
     return written
 
@@ -125,11 +127,11 @@ def _header(d: ReportData, run_info: Mapping[str, str], cfg: ReportConfig) -> st
 
 
 def _outcomes_section(d: ReportData) -> str:
-    a = d.assoc
+    ranked = d.assoc[d.assoc["rank"].notna()].groupby("outcome_id").size()
     rows = []
     for o in d.outcomes.to_dict("records"):
         oid = str(o["outcome_id"])
-        sub = a[a["outcome_id"] == oid]
+        n_ranked = int(ranked.get(oid, 0))
         base = (
             o["n_cases"] / o["n_eligible"]
             if not missing(o["n_eligible"]) and o["n_eligible"]
@@ -143,7 +145,7 @@ def _outcomes_section(d: ReportData) -> str:
             + td(integer(o["n_eligible"]), o["n_eligible"], "num")
             + td(integer(o["n_cases"]), o["n_cases"], "num")
             + td(pct(base), base, "num")
-            + td(integer(sub["rank"].notna().sum()), sub["rank"].notna().sum(), "num")
+            + td(integer(n_ranked), n_ranked, "num")
             + "</tr>"
         )
     head = _thead(
@@ -168,7 +170,7 @@ def _thead(names: list[str], numeric: set[int]) -> str:
 # ---------------------------------------------------------------- per outcome
 def _outcome_top(d: ReportData, o: Row, n: int) -> str:
     oid = str(o["outcome_id"])
-    rows = top_rows(d.assoc, oid, n)
+    rows = d.top_rows(oid)
     title = (
         f'<h2 id="{_anchor(oid)}">{esc(o["name"])} <span class="muted">'
         f"within {_window(o['window_years'])}</span></h2>"

@@ -333,3 +333,21 @@ def test_or_per_sd_column_only_when_present(rendered: tuple[Path, list[Path]], t
     assert "<th" in top and "OR per SD (95% CI)" in top
     first = top.split("<tbody>")[1].split("</tr>")[0]
     assert "1.87 (1.41–2.49)" in first and "report #3" in first
+
+
+def test_feature_page_rows_are_capped_ranked_first(tmp_path: Path) -> None:
+    assoc = _roundtrip(_associations(), ASSOCIATIONS.schema)
+    render_report(tmp_path, assoc, _roundtrip(_interpretations(), INTERPRETATIONS.schema),
+                  _stats(), _top_reports(), OUTCOMES, {"run": "t"}, ReportConfig(feature_page_rows=1))
+    page = _text(tmp_path / "features" / page_name("report", 3))
+    table = page.split("<h2>Associations</h2>", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr") == 1 + 1  # header + the one row shown
+    assert "Primary liver cancer" in table  # the ranked outcome wins the only place
+    assert "1 of 2 outcomes" in page
+    uncapped = tmp_path / "all"
+    render_report(uncapped, assoc, _roundtrip(_interpretations(), INTERPRETATIONS.schema),
+                  _stats(), _top_reports(), OUTCOMES, {"run": "t"}, ReportConfig(feature_page_rows=2))
+    full = _text(uncapped / "features" / page_name("report", 3))
+    assert " of 2 outcomes" not in full
+    body = full.split("<h2>Associations</h2>", 1)[1].split("</table>", 1)[0]
+    assert body.index("Primary liver cancer") < body.index("First heart failure")  # the outcomes' order
