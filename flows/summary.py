@@ -7,10 +7,14 @@ from pathlib import Path
 
 import click
 import pandas as pd
+import pyarrow.parquet as pq
 
 from data_contracts.store import ArtifactStore
 from flows.discovery import RunResult
 from tasks.ingest import quarantine_summary
+from tasks.outcomes import data_path
+
+MAX_QUARANTINE_LINES = 50
 
 
 def print_summary(result: RunResult, top: int = 3) -> None:
@@ -22,11 +26,14 @@ def print_summary(result: RunResult, top: int = 3) -> None:
     q = quarantine_summary(store, refs).fillna({"study_id": ""}).astype({"row": "string"})
     if len(q):
         click.echo(f"quarantined rows: {len(q)}")
-        for kind, src, row, sid, why in zip(q["artifact"], q["source"], q["row"], q["study_id"], q["reason"],
-                                            strict=True):
+        shown = q.head(MAX_QUARANTINE_LINES)
+        for kind, src, row, sid, why in zip(shown["artifact"], shown["source"], shown["row"], shown["study_id"],
+                                            shown["reason"], strict=True):
             click.echo(f"  [{kind}] {src} row {row} {sid}: {why}")
-    assoc = store.read_table(result.associations)
-    ranked = assoc[assoc["rank"].notna() & (assoc["rank"] <= top)]
+        if len(q) > len(shown):
+            click.echo(f"  ... {len(q) - len(shown)} more: the quarantine tables of the artifacts above")
+    # Only the ranked rows: a hospital run has millions of associations rows.
+    ranked = pq.read_table(data_path(store, result.associations), filters=[("rank", "<=", top)]).to_pandas()
     click.echo("\ntop associations (discovery rank within modality x outcome, age+sex adjusted):")
     cols = ["outcome_id", "modality", "feature_id", "rank", "n_tested", "n_exposed", "odds_ratio", "adj_odds_ratio",
             "score_q", "replicated"]
