@@ -94,20 +94,29 @@ def fit_batch(
     p = Z.shape[1] + (0 if X is None else 1)
     theta = np.zeros((B, p)) if start is None else np.array(start, np.float64, copy=True)
     converged = np.zeros(B, bool)
+    active = np.arange(B)  # a fit stops iterating once it has converged: the others go on alone
     for _ in range(max_iter):
-        mu, Hinv = _state(Z, Q, X, wt, theta)
-        r = (Y - mu) * wt
+        Xa, wa, Ya = (None if X is None else X[:, active]), _columns(wt, active), _columns(Y, active)
+        mu, Hinv = _state(Z, Q, Xa, wa, theta[active])
+        r = (Ya - mu) * wa
         if firth:
-            r = r + _hat_diag(Z, Q, X, mu * (1 - mu) * wt, Hinv) * (0.5 - mu)
-        grad = _gradient(Z, X, r)
+            r = r + _hat_diag(Z, Q, Xa, mu * (1 - mu) * wa, Hinv) * (0.5 - mu)
+        grad = _gradient(Z, Xa, r)
         step = np.einsum("bij,bj->bi", Hinv, grad)
         step = np.clip(step, -MAX_STEP, MAX_STEP)
-        theta += step
-        converged = np.max(np.abs(step), axis=1) < tol
-        if converged.all():
+        theta[active] += step
+        done = np.max(np.abs(step), axis=1) < tol
+        converged[active] = done
+        active = active[~done]
+        if not len(active):
             break
     mu, Hinv = _state(Z, Q, X, wt, theta)
     return BatchFit(theta, Hinv, converged & np.isfinite(theta).all(axis=1), mu)
+
+
+def _columns(a: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Columns `cols` of an (n, B) array; an (n, 1) array is shared by every fit."""
+    return a if a.shape[1] == 1 else a[:, cols]
 
 
 def _state(
