@@ -2,10 +2,11 @@
 
 Layout: `<root>/artifacts/<kind>/<version>/` holds parquet tables (`<name>.parquet`), any
 other files (safetensors weights, HTML pages) and `manifest.json`. The version is a hash of
-kind + contract + input versions + parameters, so the same work maps to the same directory
-and a re-run finds it instead of recomputing. An artifact is reused only if its files still
-match their recorded checksums and the inputs it was made from still have the content it
-saw (input digests), so deleting or corrupting an artifact recomputes exactly what changed.
+kind + contract + input versions + parameters + the digest of the stage's code, so the
+same work maps to the same directory and a re-run finds it instead of recomputing. An
+artifact is reused only if its files still match their recorded checksums and the inputs
+it was made from still have the content it saw (input digests), so deleting or corrupting
+an artifact recomputes exactly what changed.
 
 The root is a local path or an fsspec URL (`s3://bucket/prefix`, `gs://...`); all I/O goes
 through `data_contracts/storage.py`. Commit is atomic on both: locally the finished
@@ -110,16 +111,21 @@ def code_version() -> str:
 
 
 def compute_version(
-    kind: str, contract: str | None, inputs: Sequence[ArtifactRef], params: Mapping[str, Any]
+    kind: str, contract: str | None, inputs: Sequence[ArtifactRef], params: Mapping[str, Any],
+    code: str | None = None,
 ) -> str:
-    """Content hash of what determines an artifact: not its code version, so unrelated
-    commits do not invalidate finished work (bump a contract version to force that)."""
+    """Content hash of what determines an artifact: kind, contract, input versions,
+    parameters and `code`, the digest of the code that builds it
+    (data_contracts/stage_code.py): a fix to a statistic recomputes what it feeds, while
+    commits that do not touch a stage's code reuse its finished work."""
     payload = {
         "kind": kind,
         "contract": contract,
         "inputs": sorted((r.kind, r.version) for r in inputs),
         "params": params,
     }
+    if code is not None:
+        payload["code"] = code
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()[:20]
 
 
@@ -287,6 +293,7 @@ class ArtifactStore:
         contract: str | None,
         inputs: Sequence[ArtifactRef],
         params: Mapping[str, Any],
+        code: str | None = None,
     ) -> Iterator[tuple[ArtifactWriter, list[ArtifactRef]]]:
         """Yield a writer; on clean exit the artifact appears atomically and its ref is
         appended to the yielded list. On error the temporary files are removed."""
@@ -301,7 +308,7 @@ class ArtifactStore:
         try:
             w = ArtifactWriter(tmp)
             yield w, out
-            digest = self._write_manifest(w, kind, version, contract, inputs, params)
+            digest = self._write_manifest(w, kind, version, contract, inputs, params, code)
             if self.storage.local:
                 self._publish(tmp, base / version)
             else:
@@ -321,6 +328,7 @@ class ArtifactStore:
         contract: str | None,
         inputs: Sequence[ArtifactRef],
         params: Mapping[str, Any],
+        code: str | None = None,
     ) -> str:
         files = {}
         for f in sorted(p for p in w.tmp.rglob("*") if p.is_file()):
@@ -338,6 +346,7 @@ class ArtifactStore:
             "files": files,
             "digest": digest.hexdigest()[:20],
             "code_version": code_version(),
+            "code_digest": code,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (w.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
