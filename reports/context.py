@@ -59,6 +59,7 @@ class ReportData:
     pages: frozenset[FeatureKey]
     surv: pd.DataFrame | None = None  # SURVIVAL rows
     curves: pd.DataFrame | None = None  # KM_CURVES rows
+    methods: pd.DataFrame | None = None  # ASSOCIATION_METHODS rows (topic, statement)
 
 
 def page_name(modality: str, feature_id: int) -> str:

@@ -82,6 +82,7 @@ def _associations(seed: int = 0) -> pd.DataFrame:
     df["adj_odds_ratio"] = np.exp(df["adj_log_or"])
     df["adj_or_ci_low"], df["adj_or_ci_high"] = df["adj_odds_ratio"] * 0.7, df["adj_odds_ratio"] * 1.4
     df["adj_p_value"] = df["p_value"]
+    df["replication_p_adj"] = np.where(df["rank"].notna(), 0.01, np.nan)
     df["replicated"] = pd.array(np.where(df["rank"].notna(), True, None), dtype="boolean")
     df[["sd_odds_ratio", "sd_ci_low", "sd_ci_high", "sd_p_value"]] = np.nan  # option or_per_sd off
     df["sd_flag"] = None
