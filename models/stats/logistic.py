@@ -111,7 +111,7 @@ def fit_batch(
     if fixed is not None:
         theta[:, -1] = fixed
         free = Z.shape[1]
-    st = m.state(theta, np.arange(B))
+    st = m.state(theta, np.arange(B), firth)
     converged = np.zeros(B, bool)
     active = np.arange(B)
     for _ in range(max_iter):
@@ -123,7 +123,7 @@ def fit_batch(
         if not len(active):
             break
         theta[active], st = _halved(m, theta[active], step, st, active)
-    final = m.state(theta, np.arange(B))
+    final = m.state(theta, np.arange(B), True)
     return BatchFit(theta, final.Hinv, converged & np.isfinite(theta).all(axis=1), final.mu, final.loglik)
 
 
@@ -149,24 +149,42 @@ class _Model:
         iu = _quad_index(Z.shape[1])
         self.Q = Z[:, iu[0]] * Z[:, iu[1]]
 
-    def state(self, theta: np.ndarray, cols: np.ndarray) -> _State:
+    def _cols(self, cols: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        if len(cols) == self.Y.shape[1]:  # every fit (cols is then arange): no copies
+            return self.X, self.wt, self.Y
+        return None if self.X is None else self.X[:, cols], self.wt[:, cols], self.Y[:, cols]
+
+    def _eta(self, theta: np.ndarray, X: np.ndarray | None) -> np.ndarray:
         k = self.Z.shape[1]
-        X = None if self.X is None else self.X[:, cols]
-        wt, y = self.wt[:, cols], self.Y[:, cols]
         eta = self.Z @ theta[:, :k].T
-        if X is not None:
-            eta = eta + X * theta[:, k]
-        mu = expit(eta)
+        return eta if X is None else eta + X * theta[:, k]
+
+    def state(self, theta: np.ndarray, cols: np.ndarray, with_loglik: bool) -> _State:
+        """The fits `cols` at `theta`; the log-likelihood (NaN unless `with_loglik` or Firth,
+        whose steps always need it) costs a log per row and fit."""
+        X, wt, y = self._cols(cols)
+        mu = expit(self._eta(theta, X))
         w = mu * (1 - mu) * wt
         H = _information(self.Z, self.Q, X, w)
         Hinv = np.linalg.pinv(H, hermitian=True)
         r = (y - mu) * wt
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ll = (wt * (y * eta - np.logaddexp(0.0, eta))).sum(axis=0)
+        ll = _loglik(mu, y, wt) if (with_loglik or self.firth) else np.full(len(cols), np.nan)
         if self.firth:
             r = r + _hat_diag(self.Z, self.Q, X, w, Hinv) * (0.5 - mu)
             ll = ll + 0.5 * np.linalg.slogdet(H)[1]
         return _State(mu, H, Hinv, _gradient(self.Z, X, r), ll)
+
+    def loglik(self, theta: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Log-likelihood of the fits `cols` at `theta` (not penalised: ML fits only)."""
+        X, wt, y = self._cols(cols)
+        return _loglik(expit(self._eta(theta, X)), y, wt)
+
+
+def _loglik(mu: np.ndarray, y: np.ndarray, wt: np.ndarray) -> np.ndarray:
+    """sum w (y log mu + (1 - y) log(1 - mu)) per fit: -inf where a non-case has mu rounded
+    to 1 (a point that bad is rejected by the step halving anyway)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray((wt * np.log(np.where(y > 0, mu, 1.0 - mu))).sum(axis=0))
 
 
 def _newton_step(st: _State, free: int) -> np.ndarray:
@@ -185,23 +203,40 @@ def _newton_step(st: _State, free: int) -> np.ndarray:
 
 def _halved(m: _Model, theta: np.ndarray, step: np.ndarray, st: _State, cols: np.ndarray) -> tuple[np.ndarray, _State]:
     """theta + step, each fit's step halved until its objective does not decrease
-    (after MAX_HALVINGS halvings the last one is taken, as logistf does)."""
+    (after MAX_HALVINGS halvings the last one is taken, as logistf does). ML's
+    log-likelihood is concave: where it still rises at the end of the step (score . step
+    >= 0) it rose, and no log-likelihood needs computing; Firth's penalised one is checked
+    every step."""
     out = theta + step
-    new = m.state(out, cols)
-    slack = 1e-10 * (1.0 + np.abs(st.loglik))  # rounding of a sum over the rows
-    worse = ~(new.loglik >= st.loglik - slack)
+    new = m.state(out, cols, False)
+    base = st.loglik.copy()
+    if m.firth:
+        worse = ~(new.loglik >= base - _slack(base))
+    else:
+        worse = np.einsum("bi,bi->b", new.score, step) < 0
+        idx = np.flatnonzero(worse)
+        if len(idx):
+            miss = idx[np.isnan(base[idx])]
+            base[miss] = m.loglik(theta[miss], cols[miss])
+            new.loglik[idx] = m.loglik(out[idx], cols[idx])
+            worse[idx] = ~(new.loglik[idx] >= base[idx] - _slack(base[idx]))
     for _ in range(MAX_HALVINGS):
         if not worse.any():
             break
         idx = np.flatnonzero(worse)
         step[idx] *= 0.5
         out[idx] = theta[idx] + step[idx]
-        sub = m.state(out[idx], cols[idx])
+        sub = m.state(out[idx], cols[idx], True)
         for name in ("H", "Hinv", "score", "loglik"):
             getattr(new, name)[idx] = getattr(sub, name)
         new.mu[:, idx] = sub.mu
-        worse[idx] = ~(sub.loglik >= st.loglik[idx] - slack[idx])
+        worse[idx] = ~(sub.loglik >= base[idx] - _slack(base[idx]))
     return out, new
+
+
+def _slack(ll: np.ndarray) -> np.ndarray:
+    """Rounding of a sum over the rows: a change this small is no decrease."""
+    return 1e-10 * (1.0 + np.abs(ll))
 
 
 def _gradient(Z: np.ndarray, X: np.ndarray | None, r: np.ndarray) -> np.ndarray:
