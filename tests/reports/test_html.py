@@ -4,6 +4,7 @@ against an independent computation from the 2x2 counts."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -334,3 +335,17 @@ def test_or_per_sd_column_only_when_present(rendered: tuple[Path, list[Path]], t
     assert "<th" in top and "OR per SD (95% CI)" in top
     first = top.split("<tbody>")[1].split("</tr>")[0]
     assert "1.87 (1.41–2.49)" in first and "report #3" in first
+
+
+def test_methods_table_is_printed_as_given(tmp_path: Path) -> None:
+    from data_contracts.config import AssociationConfig
+    from models.stats.methods import association_methods
+
+    methods = association_methods(AssociationConfig(firth=True, fdr_family="modality_outcome"))
+    render_report(tmp_path, _roundtrip(_associations(), ASSOCIATIONS.schema),
+                  _roundtrip(_interpretations(), INTERPRETATIONS.schema), _stats(), _top_reports(), OUTCOMES,
+                  {}, ReportConfig(), methods=methods)
+    page = _text(tmp_path / "index.html")
+    for topic, statement in methods.itertuples(index=False):
+        assert f"<dt>{topic}</dt><dd>{html.escape(statement, quote=True)}</dd>" in page
+    assert "profile penalised likelihood" in page and "each (half, modality, outcome)" in page
