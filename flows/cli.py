@@ -99,8 +99,9 @@ def demo(out_dir: Path, patients: int, seed: int, no_check: bool) -> None:
     print_check(out_dir / "demo_check.json")
     click.echo(f"wall time: {time.perf_counter() - t0:.1f} s")
     if not ok:
-        click.echo("self-check FAILED: a planted link was not found within rank 3 "
-                   "(or the age-confounded finding ranked within it)", err=True)
+        click.echo("self-check FAILED: a modality that carries a planted finding did not find it (no cohort "
+                   "with Jaccard >= 1/3 ranked within 3 for the linked outcome), or the age-confounded "
+                   "finding ranked within 3 (demo_check.json, rows with passed false)", err=True)
         if not no_check:
             sys.exit(EXIT_CHECK_FAILED)
     else:
