@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from data_contracts.errors import ContractError
 from data_contracts.storage import is_url, normalise_root
 
+# the interpretation stage's config lives in its own module; re-exported here with the others
+from data_contracts.interpret_config import InterpretConfig as InterpretConfig
+from data_contracts.interpret_config import LLMConfig as LLMConfig
+
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -285,15 +289,6 @@ class SurvivalConfig(_Strict):
 
     top_per_outcome: int = Field(3, ge=0)
     min_events: int = Field(2, ge=1)  # per group, else the Cox fit is flagged, not run
-
-
-class InterpretConfig(_Strict):
-    n_top: int = Field(100, ge=4)  # top-activating reports per feature
-    n_control: int = Field(300, ge=4)
-    heldout_frac: float = Field(0.5, gt=0, lt=1)
-    n_terms: int = Field(3, ge=1)
-    prior_scale: float = Field(10.0, gt=0)  # strength of the corpus Dirichlet prior
-    seed: int = 0
 
 
 class ReportConfig(_Strict):

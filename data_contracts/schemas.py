@@ -358,14 +358,20 @@ KM_CURVES = Contract(
 
 INTERPRETATIONS = Contract(
     name="interpretations",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("modality", pa.string(), nullable=False),
+            pa.field("unit", pa.string(), nullable=False),  # feature | family (what feature_id numbers)
             pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),  # keywords | llm
+            pa.field("judge", pa.string(), nullable=False),  # keywords | llm
+            pa.field("named_from", pa.string(), nullable=False),  # whose text named it
             pa.field("label", pa.string(), nullable=False),
+            pa.field("explanation", pa.string()),  # one sentence (llm)
             pa.field("top_terms", pa.list_(pa.string()), nullable=False),
             pa.field("term_scores", pa.list_(pa.float64()), nullable=False),
+            pa.field("n_candidates", pa.int64(), nullable=False),  # best-of-k
             pa.field("n_train_top", pa.int64(), nullable=False),
             pa.field("n_train_control", pa.int64(), nullable=False),
             pa.field("n_heldout_top", pa.int64(), nullable=False),
@@ -373,6 +379,14 @@ INTERPRETATIONS = Contract(
             pa.field("n_heldout_control", pa.int64(), nullable=False),
             pa.field("n_heldout_control_hits", pa.int64(), nullable=False),
             pa.field("heldout_balanced_accuracy", pa.float64()),
+            pa.field("ba_ci_low", pa.float64()),  # Wilson 95%
+            pa.field("ba_ci_high", pa.float64()),
+            pa.field("precision", pa.float64()),
+            pa.field("recall", pa.float64()),
+            pa.field("auroc", pa.float64()),  # only where the judge's scores are graded
+            pa.field("decile_recall", pa.list_(pa.float64()), nullable=False),  # top decile first; NaN: empty
+            pa.field("baseline_label", pa.string()),  # another feature's label (shuffled-label baseline)
+            pa.field("baseline_balanced_accuracy", pa.float64()),
             pa.field("flag", pa.string()),
         ]
     ),

@@ -101,7 +101,8 @@ def demo(out_dir: Path, patients: int, seed: int, no_check: bool) -> None:
     if not ok:
         click.echo("self-check FAILED: a modality that carries a planted finding did not find it (no cohort "
                    "with Jaccard >= 1/3 ranked within 3 for the linked outcome), or the age-confounded "
-                   "finding ranked within 3 (demo_check.json, rows with passed false)", err=True)
+                   "finding ranked within 3 (demo_check.json, rows with passed false), or a planted finding's best "
+                   "feature got no label naming it (demo_labels.json)", err=True)
         if not no_check:
             sys.exit(EXIT_CHECK_FAILED)
     else:

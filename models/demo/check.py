@@ -25,6 +25,8 @@ COLUMNS = ["finding", "outcome", "role", "modality", "feature_id", "jaccard", "r
 # least one half in harmonic mean. (Measured on the default demo: image cirrhosis 0.367,
 # image spondylosis 0.452, report and the rest 0.62-0.84; a random 10% cohort scores ~0.05.)
 MIN_JACCARD = 1 / 3
+LABEL_COLUMNS = ["finding", "role", "modality", "feature_id", "jaccard", "label", "heldout_ba", "ba_ci_low",
+                 "baseline_label", "baseline_ba", "names_finding", "passed"]
 
 
 def best_match(exposed: pd.DataFrame, studies: set[str]) -> tuple[int | None, float]:
@@ -90,6 +92,37 @@ def demo_check(
                              "feature_id": fid, "jaccard": round(j, 4), **info,
                              "required": modality in f.get("modalities", list(exposed)), "passed": ok})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def label_check(
+    truth: Mapping[str, Any], exposed: Mapping[str, pd.DataFrame], interp: Mapping[str, pd.DataFrame],
+    names: Mapping[str, tuple[str, ...]], min_ba: float = 0.9, baseline_band: tuple[float, float] = (0.3, 0.7),
+) -> pd.DataFrame:
+    """Per planted finding and modality: the best-matching feature's label must name the
+    finding (contain one of `names[finding]`), score held-out balanced accuracy >= `min_ba`,
+    and the shuffled-label baseline on the same reports must sit near chance."""
+    rows = []
+    for finding, words in names.items():
+        studies = set(truth["findings"][finding]["study_ids"])
+        for modality, exp in sorted(exposed.items()):
+            fid, j = best_match(exp, studies)
+            it = interp.get(modality, pd.DataFrame(columns=["feature_id"]))
+            hit = it[it["feature_id"] == fid].to_dict("records") if fid is not None else []
+            r = hit[0] if hit else {}
+            label = str(r.get("label", ""))
+            ba, base = _num(r.get("heldout_balanced_accuracy")), _num(r.get("baseline_balanced_accuracy"))
+            named = any(w in label.lower() for w in words)
+            ok = (named and ba is not None and ba >= min_ba and base is not None
+                  and baseline_band[0] <= base <= baseline_band[1])
+            rows.append({"finding": finding, "role": "label", "modality": modality, "feature_id": fid,
+                         "jaccard": round(j, 4), "label": label, "heldout_ba": ba,
+                         "ba_ci_low": _num(r.get("ba_ci_low")), "baseline_label": r.get("baseline_label"),
+                         "baseline_ba": base, "names_finding": named, "passed": bool(ok)})
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else round(float(v), 4)
 
 
 def check_passed(table: pd.DataFrame) -> bool:

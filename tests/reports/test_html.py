@@ -112,10 +112,15 @@ def _interpretations() -> pd.DataFrame:
                     "n_heldout_control": 150,
                     "n_heldout_control_hits": 7,
                     "heldout_balanced_accuracy": 0.9066666,
+                    "ba_ci_low": 0.84, "ba_ci_high": 0.95,
+                    "baseline_label": "concept 9", "baseline_balanced_accuracy": 0.48,
+                    "unit": "feature", "method": "keywords", "judge": "keywords",
+                    "named_from": "the feature's own report texts", "n_candidates": 1,
+                    "decile_recall": [0.9] * 10,
                     "flag": None,
                 }
             )
-    return pd.DataFrame(rows)[INTERPRETATIONS.schema.names]
+    return pd.DataFrame(rows).reindex(columns=INTERPRETATIONS.schema.names)
 
 
 def _stats() -> pd.DataFrame:
@@ -265,6 +270,7 @@ def test_numbers_match_independent_computation(rendered: tuple[Path, list[Path]]
     assert "0.91" in first and "43/50 vs 7/150" in first
     page = _text(out / "features" / page_name("report", 3))
     assert "43/50</b> held-out top reports vs <b>7/150" in page
+    assert "95% CI 0.84–0.95" in page and "scores 0.48 on the same reports" in page
     assert page.count('<article class="report">') == 8
     assert "<mark>cirrhotic liver</mark>" in page.lower() or "<mark>Cirrhotic liver</mark>" in page
     assert "(no report text)" in page
