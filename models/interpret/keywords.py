@@ -48,6 +48,7 @@ class Corpus:
     doc_freq: np.ndarray  # documents containing each term (the background counts)
     n_words: np.ndarray  # words per term, for tie-breaking towards phrases
     col_of: dict[str, int]
+    modifier_share: np.ndarray  # one-word terms: share of their reports where a kept word follows
 
 
 def build_corpus(texts: Sequence[str] | pd.Series, min_df: int = 2) -> Corpus:
@@ -70,8 +71,26 @@ def build_corpus(texts: Sequence[str] | pd.Series, min_df: int = 2) -> Corpus:
     uniques_kept = np.asarray(uniques, dtype=object)[keep]
     mat = mat[:, keep].tocsr()
     mat.sort_indices()
-    return Corpus(uniques_kept, mat, df[keep], count_words(uniques_kept),
-                  {str(t): i for i, t in enumerate(uniques_kept)})
+    n_words = count_words(uniques_kept)
+    return Corpus(uniques_kept, mat, df[keep], n_words, {str(t): i for i, t in enumerate(uniques_kept)},
+                  _modifier_share(uniques_kept, df[keep], n_words))
+
+
+def _modifier_share(terms: np.ndarray, df: np.ndarray, n_words: np.ndarray) -> np.ndarray:
+    """For each one-word term, the reports of its two-word phrases that start with it over
+    its own reports (capped at 1): near 1 for "nodular" (liver, contour), near 0 for
+    "cirrhosis". Computed over the whole corpus, so it is a property of the language."""
+    followed: dict[str, int] = {}
+    for t, d, n in zip(terms, df, n_words, strict=True):
+        if n == 2:
+            neg, words = term_words(str(t))
+            key = (NEG_PREFIX if neg else "") + words[0]
+            followed[key] = followed.get(key, 0) + int(d)
+    share = np.zeros(len(terms))
+    for i, (t, d, n) in enumerate(zip(terms, df, n_words, strict=True)):
+        if n == 1:
+            share[i] = min(1.0, followed.get(str(t), 0) / max(int(d), 1))
+    return share
 
 
 def col_counts(corpus: Corpus, rows: np.ndarray) -> np.ndarray:
@@ -97,7 +116,7 @@ class KeywordExplainer:
         cand = np.flatnonzero((z > 0) & (yt >= MIN_TERM_DOCS))
         cand = cand[order_terms(c.terms[cand], z[cand], c.n_words[cand])]
         terms = [str(t) for t in c.terms[cand]]
-        picked = choose_terms(terms, z[cand], yt[cand], self.cfg.n_terms, MIN_TERM_DOCS)
+        picked = choose_terms(terms, z[cand], yt[cand], self.cfg.n_terms, MIN_TERM_DOCS, c.modifier_share[cand])
         picked.sort(key=lambda p: -float(z[cand[p]]))
         if not picked:
             return [Candidate("", flag="no_terms: no phrase is enriched in the top reports and reads as a name")]

@@ -17,6 +17,9 @@ MIN_TERM_DOCS = 2  # a label term must appear in at least this many train top re
 # A label term must reach this fraction of the best term's z: weaker terms are filler that
 # only adds control hits. A ratio stays meaningful however strong the prior makes z shrink.
 LABEL_Z_FRACTION = 0.5
+# A word followed by another kept word in at least this share of its reports is a modifier
+# ("nodular" liver, "multilevel" changes), not a name on its own.
+MODIFIER_SHARE = 0.5
 LONGER_SUPPORT = 0.75  # a longer phrase must cover this share of the top reports of the one it extends
 SCORE_COLUMNS = ("term", "count_top", "count_control", "log_odds", "z")
 
@@ -95,8 +98,8 @@ def _contains(longer: str, shorter: str) -> bool:
     sn, sw = term_words(shorter)
     if ln != sn or len(sw) >= len(lw):
         return False
-    it = iter(lw)
-    return all(w in it for w in sw)
+    it = iter([_stem(w) for w in lw])
+    return all(_stem(w) in it for w in sw)
 
 
 def choose_label_terms(
@@ -112,7 +115,10 @@ def choose_label_terms(
     )
 
 
-def admissible(terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, min_docs: int) -> np.ndarray:
+def admissible(
+    terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, min_docs: int,
+    modifier_share: np.ndarray | None = None,
+) -> np.ndarray:
     """Mask of terms that may stand in a label: enriched (z > 0) in >= `min_docs` top
     reports, reading as the name of a finding (models.interpret.vocab), and, for a negated
     term, only when the negation itself is the concept: no enriched positive term shares its
@@ -122,6 +128,8 @@ def admissible(terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, min_d
     enriched = (np.asarray(z) > 0) & (np.asarray(count_top) >= min_docs)
     positive_heads = {w[-1] for (neg, w), e in zip(parsed, enriched, strict=True) if e and not neg and w}
     ok = np.array([e and reads_as_name(w) for (_, w), e in zip(parsed, enriched, strict=True)], dtype=bool)
+    if modifier_share is not None:  # a lone word that mostly modifies the next one is no name
+        ok &= np.array([len(w) > 1 for _, w in parsed], dtype=bool) | (np.asarray(modifier_share) < MODIFIER_SHARE)
     for i, (neg, w) in enumerate(parsed):
         if ok[i] and neg and w[-1] in positive_heads:
             ok[i] = False
@@ -129,7 +137,8 @@ def admissible(terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, min_d
 
 
 def choose_terms(
-    terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, n_terms: int, min_docs: int
+    terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, n_terms: int, min_docs: int,
+    modifier_share: np.ndarray | None = None,
 ) -> list[int]:
     """Positions of the label phrases, best first: admissible terms (see `admissible`)
     with at least LABEL_Z_FRACTION of the best one's z, all of the best one's polarity (a
@@ -138,7 +147,7 @@ def choose_terms(
     at least LONGER_SUPPORT of their reports ("coronary artery calcification" for "coronary
     artery"), and is skipped otherwise (a sub-case: "small left pleural effusion")."""
     z = np.asarray(z, dtype=np.float64)
-    ok = admissible(terms, z, count_top, min_docs)
+    ok = admissible(terms, z, count_top, min_docs, modifier_share)
     if not ok.any():
         return []
     first = int(np.flatnonzero(ok)[np.argmax(z[ok])])
