@@ -33,7 +33,7 @@ def interpret_params(cfg: InterpretConfig, modality: str) -> dict[str, object]:
     """Artifact parameters: the config (no secret is in it: only the key's variable name)
     and, for the LLM, the prompt files' digest, so a changed prompt is new work."""
     params: dict[str, object] = {"interpretation": cfg.model_dump(), "modality": modality,
-                                 "labeler": "log-odds-dirichlet-phrases-v2"}
+                                 "labeler": "log-odds-dirichlet-phrases-v3"}
     if "llm" in (cfg.method, cfg.judge_kind()):
         params["prompts"] = prompt_digest()
     return params
