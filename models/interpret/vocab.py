@@ -19,6 +19,26 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# Words that never name a finding and end a phrase: function words, hedges ("consistent",
+# "likely"), verbs of seeing ("noted", "demonstrated"), units, and the words of how a study was
+# done and communicated (procedure, comparison, dictation): report boilerplate.
+STOP_WORDS = _words(
+    "a an the of and or in on at to for from by with as is are was were be been being this that "
+    "these those there here it its which who whom whose also again has have had having noted seen "
+    "demonstrated identified visualized visualised present shows show shown showing appears appear "
+    "appearing within into upon than then so such any some each per both may can could would should "
+    "will does do did s evidence finding findings cm mm ml patient study exam examination image "
+    "images series redemonstrated measuring measures measure measured approximately about using via "
+    "given we our compatible consistent likely probably possibly suggestive suggesting representing "
+    "concerning if when while after before since because due over under between through throughout "
+    "other more most less very only just still thus therefore might must seems seem suggest suggests "
+    "represent represents reflect reflects reflecting remains remain they them their he she his her "
+    "specifically further including includes include respectively reveal reveals revealed "
+    "demonstrate demonstrates demonstrating developed radiograph radiographs radiography view views "
+    "frontal comparison compared dated dictated discussed telephone phone dr md called notified "
+    "paged recommend recommended recommendation correlation clinical clinically please report "
+    "reported date time am pm"
+)
 LOCATION_MODIFIERS = _words(
     "left right bilateral bilaterally unilateral upper lower middle mid basilar basal apical lateral "
     "medial anterior posterior central peripheral inferior superior proximal distal dependent both "
