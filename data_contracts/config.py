@@ -13,11 +13,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from data_contracts.errors import ContractError
-from data_contracts.storage import is_url, normalise_root
 
 # the interpretation stage's config lives in its own module; re-exported here with the others
 from data_contracts.interpret_config import InterpretConfig as InterpretConfig
 from data_contracts.interpret_config import LLMConfig as LLMConfig
+from data_contracts.storage import is_url, normalise_root
 
 Device = Literal["auto", "cpu", "cuda"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]

@@ -3,8 +3,6 @@ held-out reports of other patients."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
@@ -45,7 +43,7 @@ def interpret_fn(
     def build(w: ArtifactWriter) -> None:
         coh = store.read_table(cohorts)
         out = interpret_features(coh, report_texts(store, studies), cfg, modality,
-                                 study_subjects(store, studies), Path(store.root) / LLM_CACHE)
+                                 study_subjects(store, studies), f"{store.root}/{LLM_CACHE}")
         w.write_table("data", out, INTERPRETATIONS)
 
     return run_stage(store, "interpretations", INTERPRETATIONS.key, [studies, cohorts],

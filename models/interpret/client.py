@@ -2,7 +2,8 @@
 retries with exponential backoff, bounded concurrency, and a response cache on disk.
 
 Cache: every call is keyed by sha256 of (model, messages, parameters) and its parsed reply
-is stored under `<cache_dir>/<key[:2]>/<key>.json` (temporary file, then rename), so a rerun
+is stored under `<cache root>/<key[:2]>/<key>.json` (a local folder or any fsspec URL, written
+atomically through data_contracts.storage), so a rerun
 of the same work sends nothing. Only replies are stored, never prompts; transient failures
 (timeouts, 429/5xx after the last retry) are not cached, so a rerun tries them again.
 Logging: counts, status codes and cache keys only — never prompt or report text.
@@ -17,7 +18,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from data_contracts.config import LLMConfig
+from data_contracts.storage import Storage
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
@@ -70,7 +71,7 @@ def parse_completion(body: Any) -> Reply:
 class ChatClient:
     """Thread-safe; use as a context manager or call close()."""
 
-    def __init__(self, cfg: LLMConfig, cache_dir: Path | None = None,
+    def __init__(self, cfg: LLMConfig, cache_root: str | Path | None = None,
                  sleep: Any = time.sleep) -> None:
         headers = {"Content-Type": "application/json"}
         if cfg.api_key_env:
@@ -79,7 +80,7 @@ class ChatClient:
                 raise ValueError(f"interpretation.llm.api_key_env: environment variable {cfg.api_key_env} is not set")
             headers["Authorization"] = f"Bearer {key}"
         self.cfg = cfg
-        self.cache_dir = cache_dir
+        self.cache = None if cache_root is None else Storage(cache_root)
         self._sleep = sleep
         self._http = httpx.Client(base_url=cfg.base_url.rstrip("/") + "/", headers=headers,
                                   timeout=httpx.Timeout(cfg.timeout_s))
@@ -101,28 +102,24 @@ class ChatClient:
             self.stats[name] += n
 
     # ------------------------------------------------------------ cache
-    def _cache_path(self, key: str) -> Path | None:
-        return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
+    @staticmethod
+    def _rel(key: str) -> str:
+        return f"{key[:2]}/{key}.json"
 
     def _cached(self, key: str) -> Reply | None:
-        path = self._cache_path(key)
-        if path is None or not path.is_file():
+        if self.cache is None:
             return None
         try:
-            d = json.loads(path.read_text())
+            d = json.loads(self.cache.read_bytes(self._rel(key)))
             top = None if d["top_logprobs"] is None else tuple((str(t), float(v)) for t, v in d["top_logprobs"])
             return Reply(text=str(d["text"]), top_logprobs=top, cached=True)
         except (OSError, ValueError, KeyError, TypeError):
-            return None  # a damaged entry is refetched and overwritten
+            return None  # absent, or a damaged entry: fetched again and overwritten
 
     def _store(self, key: str, reply: Reply) -> None:
-        path = self._cache_path(key)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps({"text": reply.text, "top_logprobs": reply.top_logprobs}))
-        os.replace(tmp, path)
+        if self.cache is not None:
+            self.cache.write_atomic(self._rel(key), json.dumps({"text": reply.text,
+                                                                "top_logprobs": reply.top_logprobs}).encode())
 
     # ------------------------------------------------------------ calls
     def complete(self, messages: Messages, params: Mapping[str, Any]) -> Reply:

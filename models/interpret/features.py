@@ -37,12 +37,13 @@ def interpret_unit_cohorts(
     modality: str,
     unit: str = "feature",
     subjects: pd.Series | None = None,
-    cache_dir: Path | None = None,
+    cache_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
     """INTERPRETATIONS rows for unit cohorts (unit_id, study_id, role, value). `texts`:
     study_id -> report text; `subjects`: study_id -> patient (the held-out split is by
-    patient; None: each study its own patient); `cache_dir`: where LLM replies are cached."""
+    patient; None: each study its own patient); `cache_dir`: where LLM replies are cached (a
+    local folder or an fsspec URL)."""
     docs = make_docs(texts, subjects)
     corpus = build_corpus(list(docs.texts))
     with ExitStack() as stack:
@@ -67,7 +68,7 @@ def interpret_features(
     cfg: InterpretConfig,
     modality: str,
     subjects: pd.Series | None = None,
-    cache_dir: Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """INTERPRETATIONS rows for the features of a COHORTS table."""
     missing = {"feature_id", "study_id", "role", "value"} - set(cohorts.columns)
