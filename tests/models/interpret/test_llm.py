@@ -189,3 +189,17 @@ def test_reports_are_capped_and_redacted(tmp_path: Path) -> None:
     shown = [m.group(1) for b in srv.chat_requests()
              if (m := re.search(r"Report:\n(.*)\n\nDoes", b["messages"][-1]["content"], re.S))]
     assert shown and max(len(t) for t in shown) <= 120 and any(t.endswith("...") for t in shown)
+
+
+def test_prompt_files_ship_with_the_package() -> None:
+    """A non-editable install must carry every prompt: the package-data globs cover them."""
+    from fnmatch import fnmatch
+    from importlib import resources
+
+    text = (Path(__file__).resolve().parents[3] / "pyproject.toml").read_text()
+    m = re.search(r'^"models\.interpret" = \[(.*?)\]', text.split("[tool.setuptools.package-data]", 1)[1], re.M)
+    assert m, "pyproject.toml: [tool.setuptools.package-data] has no models.interpret entry"
+    globs = re.findall(r'"([^"]+)"', m.group(1))
+    names = [f.name for f in resources.files("models.interpret").joinpath("prompts").iterdir()]
+    assert {"explain_system.txt", "explain_user.txt", "judge_system.txt", "judge_user.txt"} <= set(names)
+    assert all(any(fnmatch(f"prompts/{n}", g) for g in globs) for n in names)
