@@ -82,7 +82,8 @@ GENERIC_NOUNS = _words(
     "size contour contours silhouette limits limit appearance structure structures change changes "
     "interval morphology configuration position level levels aspect aspects portion portions part "
     "parts finding findings process processes component components volume volumes status degree "
-    "extent evidence signs sign"
+    "extent evidence signs sign diagnosis diagnoses differential consideration considerations etiology "
+    "possibility"
 )
 MODIFIERS = LOCATION_MODIFIERS | SEVERITY_MODIFIERS | TIME_MODIFIERS | CERTAINTY_MODIFIERS
 NOT_HEAD = MODIFIERS | ANATOMY_ADJECTIVES  # a phrase never ends on one of these
