@@ -14,6 +14,7 @@ import ast
 import hashlib
 import importlib.util
 import io
+import threading
 import tokenize
 from functools import cache
 from pathlib import Path
@@ -54,9 +55,16 @@ def code_tokens(source: str) -> list[str]:
     return out
 
 
+# CPython 3.11.7 is not safe parsing in several threads at once ("SystemError: AST constructor
+# recursion depth mismatch", fixed in 3.11.8); tasks of one flow (e.g. the SAE sweep) digest
+# their code concurrently.
+_PARSE_LOCK = threading.Lock()
+
+
 def _imports(name: str, path: Path) -> set[str]:
     """Project modules that module `name` (at `path`) imports."""
-    tree = ast.parse(path.read_text(), str(path))
+    with _PARSE_LOCK:
+        tree = ast.parse(path.read_text(), str(path))
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
