@@ -16,15 +16,30 @@ Prints one JSON object. Usage:
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import tempfile
-import time
+import sys
 from pathlib import Path
-from typing import Any
 
-from prefect import flow, unmapped
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# `distributed` package (Dask's): drop the folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+if __name__ == "__main__":  # not in spawned Dask worker processes, which import this as __mp_main__
+    WORK = Path(tempfile.mkdtemp(prefix="medconcepts-distributed-"))
+    # before prefect is imported: its settings are read once
+    os.environ.setdefault("PREFECT_HOME", str(WORK / ".prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from prefect import flow, unmapped  # noqa: E402
 
 
 def _warm() -> bool:
@@ -106,11 +121,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="medconcepts-distributed-"))
-    os.environ.setdefault("PREFECT_HOME", str(work / ".prefect"))
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    work = WORK
     from data_contracts.fingerprint import store_fingerprint
     from models.demo.cohort import DemoCohortConfig, generate_demo_cohort
 
@@ -126,6 +137,7 @@ def main() -> None:
         "equal": fp1 == fp2, "artifact_files_compared": len(fp1),
         "cpu_count": os.cpu_count(), "loadavg": [round(x, 2) for x in os.getloadavg()],
     }))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
