@@ -65,6 +65,7 @@ class ReportData:
     top: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # outcome -> top_rows
     by_feature: Mapping[FeatureKey, PageRows] = field(default_factory=dict)  # page -> its rows
     stats_of: Mapping[FeatureKey, Row] = field(default_factory=dict)
+    methods: pd.DataFrame | None = None  # ASSOCIATION_METHODS rows (topic, statement)
 
     def top_rows(self, outcome_id: str) -> pd.DataFrame:
         return self.top.get(outcome_id, self.assoc.iloc[0:0])
@@ -151,8 +152,8 @@ def build_data(
     pages = _page_keys(a, top)
     by_feature = page_rows(a, pages, list(outcomes_order(outcomes, a)), cfg.feature_page_rows)
     stats_of = {(str(r["modality"]), int(r["feature_id"])): r for r in s.to_dict("records")}
-    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves, top, by_feature,
-                      stats_of)
+    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves,
+                      top=top, by_feature=by_feature, stats_of=stats_of)
 
 
 def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:

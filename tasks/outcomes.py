@@ -123,7 +123,10 @@ def read_outcome_matrices(store: ArtifactStore, ref: ArtifactRef) -> OutcomeMatr
     """`outcome_matrices` of an outcome_labels artifact, read in batches."""
     path = data_path(store, ref)
     studies, outcomes = label_studies(path)
-    parts = label_batches(path, ["study_id", "outcome_id", "event", "eligible", "time_days"])
+    columns = ["study_id", "outcome_id", "event", "eligible", "time_days"]
+    if "competing_event" in pq.ParquetFile(path).schema_arrow.names:  # labels before contract 3 have none
+        columns.append("competing_event")
+    parts = label_batches(path, columns)
     return matrices_from_parts(studies, outcomes, parts)
 
 

@@ -14,11 +14,12 @@ from prefect.cache_policies import NONE
 
 from data_contracts.config import AssociationConfig, SurvivalConfig, load_outcome_definitions
 from data_contracts.errors import ContractError
-from data_contracts.schemas import ASSOCIATIONS, KM_CURVES, SURVIVAL
+from data_contracts.schemas import ASSOCIATION_METHODS, ASSOCIATIONS, KM_CURVES, SURVIVAL
 from data_contracts.store import MANIFEST, ArtifactRef, ArtifactStore, ArtifactWriter
 from models.outcomes.population import population_arrays
 from models.stats.activation_sd import activation_matrix
 from models.stats.association import OutcomeMatrices, associate_splits, exposure_matrix, outcome_matrices
+from models.stats.methods import association_methods
 from models.stats.survival import YEAR_DAYS, survival_hits, top_hits
 from tasks.outcomes import data_path, read_outcome_matrices, read_population, table_source
 from tasks.stage import run_stage
@@ -74,6 +75,7 @@ def associate_fn(
         acts = {m: store.read_table(r) for m, r in acts_in.items()} if acts_in else None
         frame = associate_frame(stats, coh, pop, lab, cfg, acts, table_source(split))
         w.write_table("data", frame, ASSOCIATIONS)
+        w.write_table("methods", association_methods(cfg), ASSOCIATION_METHODS)
 
     return run_stage(store, "associations", ASSOCIATIONS.key, inputs, params, build)
 

@@ -3,9 +3,11 @@
 For each planted finding -> outcome link and each modality: the feature whose exposed
 cohort best matches the finding's studies (Jaccard) and that feature's discovery-split rank
 for the linked outcome (ranks are age+sex adjusted, among pairs passing the adjusted FDR).
-The age-confounded finding's best feature must not rank within the top `max_rank` for any
-outcome: after adjustment it should not pass FDR at all (rank null). `crude_q` (Fisher,
-unadjusted) is recorded to show what the adjustment removed.
+Every modality whose input carries the finding (truth.json lists them) must find it: a
+cohort that matches with Jaccard >= MIN_JACCARD and ranks within `max_rank`. The
+age-confounded finding must be matched too, and its feature must not rank within
+`max_rank` for any outcome: after adjustment it should not pass FDR at all (rank null).
+`crude_q` (Fisher, unadjusted) is recorded to show what the adjustment removed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ["finding", "outcome", "role", "modality", "feature_id", "jaccard", "rank", "n_ranked",
-           "odds_ratio", "adj_odds_ratio", "crude_q", "score_q", "replicated", "passed"]
+           "odds_ratio", "adj_odds_ratio", "crude_q", "score_q", "replicated", "required", "passed"]
+# The cohort must be the finding, not a neighbour of it: Jaccard >= 1/3 is Dice (the F1 of
+# the cohort as a detector of the finding's studies) >= 1/2, i.e. precision and recall at
+# least one half in harmonic mean. (Measured on the default demo: image cirrhosis 0.367,
+# image spondylosis 0.452, report and the rest 0.62-0.84; a random 10% cohort scores ~0.05.)
+MIN_JACCARD = 1 / 3
+LABEL_COLUMNS = ["finding", "role", "modality", "feature_id", "jaccard", "label", "heldout_ba", "ba_ci_low",
+                 "ba_ci_high", "decile_recall", "baseline_label", "baseline_ba", "names_finding", "ba_at_least_min",
+                 "passed"]
 
 
 def best_match(exposed: pd.DataFrame, studies: set[str]) -> tuple[int | None, float]:
@@ -57,35 +67,74 @@ def _lookup(assoc: pd.DataFrame, modality: str, fid: int | None, outcome: str) -
 
 
 def demo_check(
-    truth: Mapping[str, Any], exposed: Mapping[str, pd.DataFrame], assoc: pd.DataFrame, max_rank: int = 3
+    truth: Mapping[str, Any], exposed: Mapping[str, pd.DataFrame], assoc: pd.DataFrame, max_rank: int = 3,
+    min_jaccard: float = MIN_JACCARD,
 ) -> pd.DataFrame:
+    """One row per (planted link or confounded finding x outcome) and modality. A row is
+    `required` when the finding's truth lists the modality (its input carries the finding);
+    a required row passes when the best-matching cohort overlaps the finding's studies with
+    Jaccard >= `min_jaccard` and, for a link, ranks within `max_rank` for the linked outcome,
+    for the confounded finding, within `max_rank` for no outcome."""
     rows = []
     findings = truth["findings"]
     outcomes = sorted(assoc["outcome_id"].unique())
-    for link in truth["links"]:
-        studies = set(findings[link["finding"]]["study_ids"])
+    checks = [(link["finding"], [link["outcome"]], "planted_link") for link in truth["links"]]
+    checks += [(conf["finding"], outcomes, "age_confounded") for conf in truth.get("confounded", [])]
+    for finding, outs, role in checks:
+        f = findings[finding]
+        studies = set(f["study_ids"])
         for modality, exp in sorted(exposed.items()):
             fid, j = best_match(exp, studies)
-            info = _lookup(assoc, modality, fid, link["outcome"])
-            ok = info["rank"] is not None and info["rank"] <= max_rank
-            rows.append({"finding": link["finding"], "outcome": link["outcome"], "role": "planted_link",
-                         "modality": modality, "feature_id": fid, "jaccard": round(j, 4), **info, "passed": ok})
-    for conf in truth.get("confounded", []):
-        studies = set(findings[conf["finding"]]["study_ids"])
-        for modality, exp in sorted(exposed.items()):
-            fid, j = best_match(exp, studies)
-            for outcome in outcomes:
+            for outcome in outs:
                 info = _lookup(assoc, modality, fid, outcome)
-                rows.append({"finding": conf["finding"], "outcome": outcome, "role": "age_confounded",
-                             "modality": modality, "feature_id": fid, "jaccard": round(j, 4), **info,
-                             "passed": info["rank"] is None or info["rank"] > max_rank})
+                within = info["rank"] is not None and info["rank"] <= max_rank
+                ok = j >= min_jaccard and (within if role == "planted_link" else not within)
+                rows.append({"finding": finding, "outcome": outcome, "role": role, "modality": modality,
+                             "feature_id": fid, "jaccard": round(j, 4), **info,
+                             "required": modality in f.get("modalities", list(exposed)), "passed": ok})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def label_check(
+    truth: Mapping[str, Any], exposed: Mapping[str, pd.DataFrame], interp: Mapping[str, pd.DataFrame],
+    names: Mapping[str, tuple[str, ...]], min_ba: float = 0.9, baseline_band: tuple[float, float] = (0.3, 0.7),
+) -> pd.DataFrame:
+    """Per planted finding and modality, the best-matching feature's label: `passed` when it
+    names the finding (contains one of `names[finding]`) and the shuffled-label baseline on
+    the same held-out reports sits near chance. Whether held-out balanced accuracy reaches
+    `min_ba` is reported beside it (`ba_at_least_min`), not gated: it measures the feature's
+    cohort as much as the label (activating reports are drawn across all activation deciles,
+    and the weakest deciles of a feature that fires on few studies need not show the finding;
+    `decile_recall` shows where)."""
+    rows = []
+    for finding, words in names.items():
+        studies = set(truth["findings"][finding]["study_ids"])
+        for modality, exp in sorted(exposed.items()):
+            fid, j = best_match(exp, studies)
+            it = interp.get(modality, pd.DataFrame(columns=["feature_id"]))
+            hit = it[it["feature_id"] == fid].to_dict("records") if fid is not None else []
+            r = hit[0] if hit else {}
+            label = str(r.get("label", ""))
+            ba, base = _num(r.get("heldout_balanced_accuracy")), _num(r.get("baseline_balanced_accuracy"))
+            named = any(w in label.lower() for w in words)
+            ok = named and base is not None and baseline_band[0] <= base <= baseline_band[1]
+            rows.append({"finding": finding, "role": "label", "modality": modality, "feature_id": fid,
+                         "jaccard": round(j, 4), "label": label, "heldout_ba": ba,
+                         "ba_ci_low": _num(r.get("ba_ci_low")), "ba_ci_high": _num(r.get("ba_ci_high")),
+                         "decile_recall": [_num(v) for v in r.get("decile_recall", [])],
+                         "baseline_label": r.get("baseline_label"), "baseline_ba": base, "names_finding": named,
+                         "ba_at_least_min": ba is not None and ba >= min_ba, "passed": bool(ok)})
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+def _num(v: Any) -> float | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else round(float(v), 4)
+
+
 def check_passed(table: pd.DataFrame) -> bool:
-    """Every planted link found within the rank limit in at least one modality, and the
-    age-confounded finding never within the rank limit."""
-    links = table[table["role"] == "planted_link"]
-    link_ok = links.groupby(["finding", "outcome"])["passed"].any().all() if len(links) else False
-    conf = table[table["role"] == "age_confounded"]
-    return bool(link_ok and conf["passed"].all())
+    """Every required row passed, and every planted link has a required row (a link that
+    no modality was checked for fails)."""
+    req = table[table["required"].astype(bool)]
+    links = table[table["role"] == "planted_link"][["finding", "outcome"]].drop_duplicates()
+    checked = req[req["role"] == "planted_link"][["finding", "outcome"]].drop_duplicates()
+    return bool(len(links) and len(checked) == len(links) and req["passed"].all())

@@ -17,7 +17,7 @@ from data_contracts.embedding_cache import EmbeddingCache
 from data_contracts.store import ArtifactStore
 from models.encoders.base import EncodeResult, Modality, ProgressFn
 from tasks import encoders as embed_mod
-from tasks.encoders import embed_fn, fill_fn, load_matrix, plan_fn, split_partitions
+from tasks.encoders import embed_fn, fill_fn, load_matrix, pending_counts, plan_fn, split_partitions
 from tasks.ingest import ingest_studies_fn
 
 DIM = 6
@@ -168,6 +168,7 @@ def test_precomputed_file_becomes_the_embeddings_artifact(tmp_path: Path) -> Non
     path = _fixed(tmp_path / "emb.parquet", ids, x)
     m = ModalityConfig(modality="image", encoder=PrecomputedConfig(path=path, batch_rows=2))
     assert plan_fn(store, st, m) == [] and fill_fn(store, st, m, plan_fn(store, st, m)) == {}
+    assert pending_counts(store, store.read_table(st), m) == {}  # backfill --dry-run: nothing to embed
     ref = embed_fn(store, st, m)
     got_ids, mat = load_matrix(store, ref)
     assert got_ids.tolist() == ["2024-01-3", "2024-01-0"]  # file order, checked rows only

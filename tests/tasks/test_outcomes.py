@@ -105,6 +105,7 @@ def _many_labels(seed: int) -> pd.DataFrame:
     lab = pd.concat(frames, ignore_index=True)
     lab.loc[lab.index[::7], "sex"] = None
     lab.loc[lab.index[::11], "time_days"] = np.nan
+    lab["competing_event"] = ~lab["event"] & (lab.index % 5 == 0)
     return lab.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
@@ -129,7 +130,8 @@ def test_labels_read_in_batches_equal_the_whole_table(tmp_path: Path) -> None:
     assert pq.ParquetFile(out_mod.data_path(store, ref)).num_row_groups == 3
     want = outcome_matrices(labels)
     got = out_mod.read_outcome_matrices(store, ref)
-    for name in ("study_ids", "subject_ids", "Y", "M", "T", "age", "male"):
+    assert got.competing.any()
+    for name in ("study_ids", "subject_ids", "Y", "M", "T", "age", "male", "competing"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     assert got.outcome_ids == want.outcome_ids == ["a", "b", "c"]
     subset = out_mod.label_population(store, ref)

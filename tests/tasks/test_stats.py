@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as smapi
 
@@ -55,10 +56,14 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
         associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd)
     on_ref = associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd, {"image": act})
     on = store.read_table(on_ref)
-    assert store.manifest(on_ref)["contract"] == "associations@3"
+    assert store.manifest(on_ref)["contract"] == "associations@4"
     fitted = on[on["sd_odds_ratio"].notna()]
-    assert len(fitted) > 0 and on.loc[on["adj_method"] != "logistic", "sd_odds_ratio"].isna().all()
-    assert on.loc[on["sd_odds_ratio"].isna() & (on["adj_method"] == "logistic"), "sd_flag"].notna().all()
+    # exact_select "top" with exact_top_m = N selects every pair tested in discovery: each
+    # gets an OR per SD or a flag saying why not, in both splits; no other pair does
+    selected = on.loc[(on["split"] == "discovery") & on["score_p"].notna(), ["feature_id", "outcome_id"]]
+    is_sel = pd.MultiIndex.from_frame(on[["feature_id", "outcome_id"]]).isin(pd.MultiIndex.from_frame(selected))
+    has_sd = on["sd_odds_ratio"].notna() | on["sd_flag"].notna()
+    assert len(fitted) > 0 and (has_sd == is_sel).all()
     # Independent check of one fitted pair: rebuild its analysis rows and fit statsmodels.
     r = fitted.sort_values(["split", "outcome_id", "feature_id"]).iloc[0]
     labels = store.read_table(lab)
