@@ -250,7 +250,15 @@ class AssociationConfig(_Strict):
     a split; "modality_outcome" is one family per (split, modality, outcome).
     Replicated: ranked in discovery, and in validation the adjusted log-OR has the same sign
     with p, corrected by `replication_method` (Holm or BH) over the pairs ranked for the same
-    (modality, outcome), below `replication_p`."""
+    (modality, outcome), below `replication_p`.
+
+    `binary_controls`: who may be a control (event-free) in the binary analyses.
+    "complete_followup" keeps only studies whose outcome status is known for the whole
+    window (followed to its end, or died within it without the outcome); event-free studies
+    lost to follow-up earlier are left out, so a short record is not taken for a non-case
+    (which would understate risk in the exposed and the baseline alike). Their number is in
+    each row (n_excluded_followup). "all" keeps every eligible event-free study, as
+    earlier versions did. Survival analyses censor them either way."""
 
     alpha: float = Field(0.05, gt=0, lt=1)  # BH false discovery rate for ranking
     min_exposed_cases: int = Field(3, ge=0)  # fewer exposed cases: flagged and not ranked
@@ -270,6 +278,7 @@ class AssociationConfig(_Strict):
     # Also fit outcome ~ standardised activation + age + sex (OR per SD) for the pairs
     # selected for exact fits; sd_* columns (NaN when off).
     or_per_sd: bool = False
+    binary_controls: Literal["complete_followup", "all"] = "complete_followup"
 
     @model_validator(mode="after")
     def _consistent(self) -> AssociationConfig:

@@ -8,6 +8,8 @@ the run goes on with the rest.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ class Checked:
 
     data: pd.DataFrame
     quarantine: pd.DataFrame
+    ignored_columns: list[str] = dataclasses.field(default_factory=list)  # not in the contract: not read
 
 
 def empty_quarantine() -> pd.DataFrame:
@@ -46,27 +49,59 @@ def quarantine_rows(
 
 
 def read_table_file(path: str | Path) -> pd.DataFrame:
-    """Read a parquet or CSV input; the error says which file and why."""
+    """Read a parquet or CSV/TSV input (UTF-8, with or without a byte-order mark, any line
+    ends); the error says which file and why. A CSV that is not UTF-8 (e.g. Latin-1 from
+    a spreadsheet export) is refused with the line of the first bad byte, not guessed."""
     path = Path(path)
     if not path.is_file():
         raise ContractError(str(path), None, None, "file not found", "an existing parquet or CSV file")
+    suffix = path.suffix.lower()
     try:
-        if path.suffix.lower() in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str,
+        if suffix in (".csv", ".tsv"):
+            _check_utf8(path)
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, encoding="utf-8-sig",
                                keep_default_na=False, na_values=[""])
+        if suffix not in (".parquet", ".pq"):
+            raise ContractError(str(path), None, None, f"file type '{suffix}'", "a .parquet, .csv or .tsv file")
         return pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as e:
+        if isinstance(e, ContractError):
+            raise
         raise ContractError(str(path), None, None, f"unreadable: {e}", "a parquet or CSV file") from e
+
+
+def _check_utf8(path: Path) -> None:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start)  # 0 is the header: data row = line - 1
+        raise ContractError(
+            str(path), line - 1 if line else None, None,
+            f"byte 0x{data[e.start]:02x} at line {line + 1} is not UTF-8 (e.g. Latin-1 or Windows-1252 text)",
+            "UTF-8 text: re-export the file as UTF-8",
+        ) from e
+
+
+# An offset after a clock time: "...T13:45:00+02:00", "... 13:45Z", "13:45:00.123 +0200".
+_OFFSET = re.compile(r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def _wall_clock(series: pd.Series) -> pd.Series:
+    """Times as local wall-clock times, the way MEDS and hospital exports record them: a
+    UTC offset, where a value has one, is dropped rather than converted, so values with
+    and without offsets (two systems merged) stay on one clock."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        s = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
+        return s.astype("datetime64[us]")
+    text = series.astype("string").str.strip().str.replace(_OFFSET, r"\1", regex=True)
+    return pd.to_datetime(text, errors="coerce", format="mixed").astype("datetime64[us]")
 
 
 def _coerce(series: pd.Series, typ: pa.DataType) -> pd.Series:
     """Cast to the contract type; values that cannot be cast become missing."""
     if pa.types.is_timestamp(typ):
-        if pd.api.types.is_datetime64_any_dtype(series):
-            s = series.dt.tz_convert(None) if getattr(series.dt, "tz", None) is not None else series
-            return s.astype("datetime64[us]")
-        parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
-        return parsed.dt.tz_convert(None).astype("datetime64[us]")
+        return _wall_clock(series)
     if pa.types.is_integer(typ):
         num = pd.to_numeric(series, errors="coerce")
         whole = num.notna() & (num == np.round(num))
@@ -88,6 +123,8 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
             file, None, missing[0], f"missing required column(s) {missing}; columns are {list(df.columns)}",
             f"columns {list(contract.required)} (see data_contracts/schemas.py: {contract.name})",
         )
+    if len(df) == 0:
+        raise ContractError(file, None, None, "0 rows", f"at least one row of {contract.name}")
     out = pd.DataFrame(index=df.index)
     bad = pd.Series(False, index=df.index)
     quarantine = [empty_quarantine()]
@@ -120,8 +157,13 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
             quarantine.append(quarantine_rows(file, rows, f"duplicate {key}: the id must be unique", key,
                                               sid[dup] if sid is not None else None))
             bad |= dup
+    if bad.all():
+        raise ContractError(file, None, None, f"all {len(df)} rows are unusable (first: "
+                            f"{quarantine[1]['column'].iloc[0]}: {quarantine[1]['reason'].iloc[0]})",
+                            f"usable rows of {contract.name}")
     kept = out[~bad].reset_index(drop=True)
-    return Checked(kept, pd.concat(quarantine, ignore_index=True))
+    ignored = [str(c) for c in df.columns if c not in contract.schema.names]
+    return Checked(kept, pd.concat(quarantine, ignore_index=True), ignored)
 
 
 def check_studies(df: pd.DataFrame, file: str) -> Checked:

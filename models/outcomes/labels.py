@@ -11,6 +11,11 @@ Index date = study time. For each outcome (code prefixes):
 - event: first record after the index day (and after the washout) and within the window
   (default 4 years);
 - follow-up ends at death, the patient's last record, or the end of the data;
+- complete_followup: the outcome status over the whole window is known: an event, follow-up
+  reaching the window's end, or death within the window without the outcome (a death ends
+  the window: the outcome can no longer occur, so the study is a known non-case). Studies
+  lost to follow-up before the window's end without an event are not complete; binary
+  analyses leave them out of the controls (association.binary_controls);
 - time_days: to the event, else to the end of follow-up, capped at the window;
 - competing_event: follow-up ended by death within the window before any event (for
   Aalen-Johansen cumulative incidence);
@@ -89,7 +94,8 @@ def _label_one(
     df["_washout_cut"] = (settings.washout_days > 0) & ~in_washout & (df["followup_end"] <= washout_end)
     df["event"] = event
     df["time_days"] = ((stop - df["index_time"]).dt.total_seconds() / DAY.total_seconds()).clip(lower=0.0)
-    df["complete_followup"] = event | (df["followup_end"] >= window_end)
+    died = df["death"].notna() & (df["death"] >= df["index_time"]) & (df["death"] <= window_end)
+    df["complete_followup"] = event | died | (df["followup_end"] >= window_end)
     # death ended follow-up before any event, within the window: a competing event
     df["competing_event"] = (~event & df["death"].notna() & (df["death"] == df["followup_end"])
                              & (df["death"] > df["index_time"]) & (df["death"] <= window_end))
