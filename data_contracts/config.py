@@ -375,17 +375,27 @@ class OutcomeDefinition(_Strict):
             raise ValueError(f"id '{v}' must be lower-case letters, digits, '_' or '-'")
         return v
 
+    @field_validator("codes")
+    @classmethod
+    def _codes_not_blank(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # A blank prefix would match every code: every patient would be a prior case.
+        if any(not c.strip() for c in v):
+            raise ValueError(f"codes {list(v)}: a blank code prefix matches every code")
+        return v
+
 
 class OutcomeDefinitions(_Strict):
     outcomes: tuple[OutcomeDefinition, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique(self) -> OutcomeDefinitions:
-        ids = [o.id for o in self.outcomes]
+    @field_validator("outcomes")
+    @classmethod
+    def _unique(cls, v: tuple[OutcomeDefinition, ...]) -> tuple[OutcomeDefinition, ...]:
+        ids = [o.id for o in v]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
-            raise ValueError(f"outcome ids must be unique; repeated: {dup}")
-        return self
+            where = [i for i, o in enumerate(ids) if o in dup]
+            raise ValueError(f"outcome ids must be unique; repeated: {dup} (entries {where})")
+        return v
 
 
 # ---------------------------------------------------------------- loading
@@ -401,11 +411,31 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _pydantic_error(path: Path, err: ValidationError) -> ContractError:
+    """Every problem listed; the first one's place as row (its index in a list, e.g. the
+    outcome) and column (the dotted field, e.g. 'cohort.percentile')."""
     lines = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"])
-        lines.append(f"  {loc or '<root>'}: {item['msg']} (found {item.get('input')!r})")
-    return ContractError(str(path), None, None, "invalid configuration:\n" + "\n".join(lines), "see the fields above")
+        lines.append(f"  {loc or '<root>'}: {item['msg']} (found {_short(item.get('input'))})")
+    first = err.errors()[0]["loc"] if err.errors() else ()
+    rows = [p for p in first if isinstance(p, int)]
+    column = ".".join(str(p) for p in first if not isinstance(p, int)) or None
+    return ContractError(str(path), rows[0] if rows else None, column,
+                         "invalid configuration:\n" + "\n".join(lines), "see the fields above")
+
+
+def _short(v: Any, limit: int = 80) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def check_input_files(cfg: RunConfig, path: str | Path) -> None:
+    """Every input the run config names exists (before anything starts)."""
+    for name in ("studies", "events", "outcomes"):
+        p = Path(getattr(cfg.inputs, name))
+        if not p.is_file():
+            raise ContractError(str(path), None, f"inputs.{name}", f"no such file: {p}",
+                                "an existing file (relative paths resolve against the config's folder)")
 
 
 def _resolve(base: Path, p: Path) -> Path:

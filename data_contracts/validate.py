@@ -28,6 +28,7 @@ class Checked:
     data: pd.DataFrame
     quarantine: pd.DataFrame
     ignored_columns: list[str] = dataclasses.field(default_factory=list)  # not in the contract: not read
+    source_rows: np.ndarray | None = None  # row of each `data` row in the input file
 
 
 def empty_quarantine() -> pd.DataFrame:
@@ -135,11 +136,13 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
             continue
         raw = df[field.name]
         col = _coerce(raw, field.type)
+        if pa.types.is_string(field.type) and not field.nullable:  # a blank id or code is no id or code
+            col = col.where(col.str.strip() != "")
         failed = col.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
         if len(df) and failed.all():
             raise ContractError(
                 file, 0, field.name,
-                f"no value can be read as {field.type} (dtype {raw.dtype}, first value {raw.iloc[0]!r})",
+                f"no value can be read as {field.type} (dtype {raw.dtype}, first value {repr(raw.iloc[0])[:40]})",
                 f"a column of {field.type}",
             )
         nulls = col.isna() & ~failed
@@ -163,7 +166,7 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
                             f"usable rows of {contract.name}")
     kept = out[~bad].reset_index(drop=True)
     ignored = [str(c) for c in df.columns if c not in contract.schema.names]
-    return Checked(kept, pd.concat(quarantine, ignore_index=True), ignored)
+    return Checked(kept, pd.concat(quarantine, ignore_index=True), ignored, np.flatnonzero(~bad.to_numpy()))
 
 
 def check_studies(df: pd.DataFrame, file: str) -> Checked:
@@ -178,20 +181,73 @@ def check_studies(df: pd.DataFrame, file: str) -> Checked:
 def resolve_image_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
     """Image paths made absolute: relative ones resolve against `base`, the studies
     file's folder; blank ones become missing."""
-
-    def absolute(p: object) -> object:
-        if not isinstance(p, str) or not p.strip():
-            return None
-        q = Path(p.strip())
-        return str(q if q.is_absolute() else (base / q).resolve())
-
     out = df.copy()
-    out["image_path"] = out["image_path"].map(absolute).astype("string")
+    out["image_path"] = [absolute_image_path(p, base) for p in out["image_path"]]
+    out["image_path"] = out["image_path"].astype("string")
     return out
 
 
-def check_events(df: pd.DataFrame, file: str) -> Checked:
-    return check_input(df, MEDS_EVENTS, file)
+def absolute_image_path(p: object, base: Path | None) -> str | None:
+    """A stored image path made absolute: relative ones against `base`; blank: None."""
+    if not isinstance(p, str) or not p.strip():
+        return None
+    q = Path(p.strip())
+    if q.is_absolute():
+        return str(q)
+    if base is None:
+        raise ValueError(f"relative image path {p!r} and no folder to resolve it against")
+    return str((base / q).resolve())
+
+
+ESCAPES = ("image path leaves the studies file's folder (through '..' or a symbolic link); relative "
+           "paths must stay inside it: give an absolute path, or move the image under the folder")
+
+
+def check_image_paths(checked: Checked, base: Path, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Image paths as written (trimmed; blank -> missing), so the studies artifact does not
+    depend on where the input folder lies. A relative path that resolves outside `base`
+    (via '..' or a symlink) is cleared and its row quarantined with the reason: the study
+    stays for its report, the image modality then lists it as having no image."""
+    df = checked.data.copy()
+    paths = [p.strip() if isinstance(p, str) and p.strip() else None for p in df["image_path"]]
+    root = base.resolve()
+    escapes = np.array([p is not None and not Path(p).is_absolute() and not (root / p).resolve().is_relative_to(root)
+                        for p in paths], dtype=bool)
+    df["image_path"] = pd.array([None if e else p for p, e in zip(paths, escapes, strict=True)], dtype="string")
+    rows = checked.source_rows if checked.source_rows is not None else np.arange(len(df))
+    q = quarantine_rows(file, rows[escapes], ESCAPES, "image_path", df["study_id"][escapes])
+    return df, q
+
+
+def check_events(df: pd.DataFrame, file: str, birth_code: str = "MEDS_BIRTH",
+                 death_code: str = "MEDS_DEATH") -> Checked:
+    """MEDS events conformed to the contract. Beyond types, rows the patient's own timeline
+    rules out are quarantined: events dated before the birth day or after the death day
+    (the earliest birth / death record counts). Exact repeats stay: two encounters on one
+    day are real, and repeats change no label (first onset, last record)."""
+    checked = check_input(df, MEDS_EVENTS, file)
+    ev = checked.data
+    rows = checked.source_rows if checked.source_rows is not None else np.arange(len(ev))
+    day = ev["time"].dt.normalize()
+    first = {c: ev.loc[ev["code"] == c].groupby("subject_id")["time"].min().dt.normalize()
+             for c in (birth_code, death_code)}
+    rules = [
+        ((day < ev["subject_id"].map(first[birth_code])).to_numpy(bool),
+         f"dated before the patient's birth ({birth_code})", "time"),
+        ((day > ev["subject_id"].map(first[death_code])).to_numpy(bool),
+         f"dated after the patient's death ({death_code})", "time"),
+    ]
+    bad = np.zeros(len(ev), dtype=bool)
+    frames = [checked.quarantine]
+    for mask, why, column in rules:
+        mask = mask & ~bad
+        if mask.any():
+            frames.append(quarantine_rows(file, rows[mask], why, column))
+            bad |= mask
+    if not bad.any():
+        return checked
+    return Checked(ev[~bad].reset_index(drop=True), pd.concat(frames, ignore_index=True), checked.ignored_columns,
+                   rows[~bad])
 
 
 def conform_table(data: pd.DataFrame | pa.Table, contract: Contract, source: str) -> pa.Table:

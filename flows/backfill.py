@@ -18,5 +18,6 @@ def backfill(config_path: str, since: str | None = None, until: str | None = Non
     cfg = load_run_config(config_path)
     root = str(cfg.store)
     studies = ingest_studies(root, str(cfg.inputs.studies))
-    return {m.modality: fill_partitions(root, studies, m, since, until)
+    images_root = str(cfg.inputs.studies.parent)
+    return {m.modality: fill_partitions(root, studies, m, images_root, since, until)
             for m in cfg.modalities if modality in (None, m.modality)}

@@ -156,11 +156,12 @@ def demo(out_dir: Path, patients: int, seed: int, no_check: bool) -> None:
 def run(config: Path) -> None:
     """Run the discovery flow described by CONFIG (YAML): ingest, embed, train SAEs,
     cohorts, outcomes, associations, interpretations and the HTML report."""
-    from data_contracts.config import load_run_config
+    from data_contracts.config import check_input_files, load_run_config
     from data_contracts.errors import ContractError
 
     try:
         cfg = load_run_config(config)
+        check_input_files(cfg, config)
     except ContractError as e:
         raise click.ClickException(str(e)) from e
     server = _setup_env(_store_prefect_home(cfg.store))
@@ -184,12 +185,13 @@ def backfill(config: Path, since: str | None, until: str | None, modality: str |
     configured encoders, into the store's incremental embedding cache. Studies already
     embedded by the same encoder (name, weights, preprocessing) are skipped, so a re-run
     or an overlapping range computes nothing twice; a later `run` reuses the vectors."""
-    from data_contracts.config import load_run_config
+    from data_contracts.config import check_input_files, load_run_config
     from data_contracts.embedding_cache import check_month
     from data_contracts.errors import ContractError
 
     try:
         cfg = load_run_config(config)
+        check_input_files(cfg, config)
         for m in (since, until):
             if m is not None:
                 check_month(m)

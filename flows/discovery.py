@@ -67,11 +67,11 @@ def discovery(config_path: str) -> RunResult:
     cfg = load_run_config(config_path)
     root = str(cfg.store)
     studies = ingest_studies(root, str(cfg.inputs.studies))
-    events = ingest_events(root, str(cfg.inputs.events))
+    events = ingest_events(root, str(cfg.inputs.events), cfg.outcome_settings)
     labels = label_outcomes(root, studies, events, str(cfg.inputs.outcomes), cfg.outcome_settings)
     mods: dict[str, ModalityRefs] = {}
     for m in cfg.modalities:
-        emb = embed_modality(root, studies, m)
+        emb = embed_modality(root, studies, m, str(cfg.inputs.studies.parent))
         runs = cfg.sae_runs()
         sae, sweep = select(root, emb, trainer_for(runs).map(root, unmapped(emb), list(runs)), cfg.sae)
         act = activations(root, emb, sae)

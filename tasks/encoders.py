@@ -18,6 +18,7 @@ Prefect work pool routes whole flow runs, not tasks. Tasks of GPU encoders carry
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from data_contracts.config import ModalityConfig
 from data_contracts.embedding_cache import EmbeddingCache, check_month, study_months
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
-from data_contracts.validate import quarantine_rows
+from data_contracts.validate import absolute_image_path, quarantine_rows
 from models.encoders import Encoder, EncodeResult, build_encoder
 from tasks.progress import progress_bar
 from tasks.stage import log, run_stage
@@ -38,11 +39,17 @@ _SOURCE_COLUMN = {"report": "report_text", "image": "image_path"}
 _GPU_ENCODERS = {"merlin", "qwen3_embedding"}
 
 
-def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> pd.DataFrame:
-    """study_id, item (report text / image path, None when missing), month."""
+def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
+                  images_root: str | None = None) -> pd.DataFrame:
+    """study_id, item (report text / absolute image path, None when missing), month.
+    Relative image paths resolve against `images_root`, the studies file's folder."""
     column = _SOURCE_COLUMN[modality.modality]
     df = store.read_table(studies, columns=["study_id", "study_time", column])
-    items = [None if pd.isna(v) else str(v) for v in df[column]]
+    if modality.modality == "image":
+        root = Path(images_root) if images_root else None
+        items = [absolute_image_path(v, root) for v in df[column]]
+    else:
+        items = [None if pd.isna(v) else str(v) for v in df[column]]
     return pd.DataFrame({"study_id": df["study_id"].astype(str), "item": items,
                          "month": study_months(df["study_time"])})
 
@@ -102,22 +109,22 @@ def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> 
 
 
 def plan_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
-            since: str | None = None, until: str | None = None) -> list[str]:
+            since: str | None = None, until: str | None = None, images_root: str | None = None) -> list[str]:
     """Months in [since, until] that still have studies to embed."""
     encoder = build_encoder(modality.encoder)
-    frame = studies_frame(store, studies, modality)
+    frame = studies_frame(store, studies, modality, images_root)
     todo = pending(_cache(store, modality, encoder), frame, select_months(frame["month"], since, until))
     return sorted(todo["month"].unique().tolist())
 
 
 def fill_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
-            months: Sequence[str]) -> dict[str, int]:
+            months: Sequence[str], images_root: str | None = None) -> dict[str, int]:
     """Embed the missing studies of `months`; {month: studies computed}."""
     if not months:
         return {}
     encoder = build_encoder(modality.encoder)
     cache = _cache(store, modality, encoder)
-    frame = studies_frame(store, studies, modality)
+    frame = studies_frame(store, studies, modality, images_root)
     counts = fill_cache(cache, encoder, pending(cache, frame, list(months)), modality.commit_every)
     log.info("embed %s (%s): computed %d studies in %d month(s)", modality.modality, encoder.name,
              sum(counts.values()), len(counts))
@@ -155,15 +162,18 @@ def _assemble(cache: EmbeddingCache, cached: pd.DataFrame, frame: pd.DataFrame, 
     w.write_table("quarantine", q, QUARANTINE)
 
 
-def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> ArtifactRef:
-    """The `embeddings` artifact for every study; computes only what the cache lacks."""
+def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
+             images_root: str | None = None) -> ArtifactRef:
+    """The `embeddings` artifact for every study; computes only what the cache lacks.
+    `images_root`: the studies file's folder (relative image paths); not a parameter of
+    the artifact, which depends on the images' content (in the studies version)."""
     encoder = build_encoder(modality.encoder)
     identity = encoder.identity()
     params = {"modality": modality.modality, "encoder": identity}
 
     def build(w: ArtifactWriter) -> None:
         cache = EmbeddingCache(store.root, modality.modality, identity)
-        frame = studies_frame(store, studies, modality)
+        frame = studies_frame(store, studies, modality, images_root)
         cached = _cached_rows(cache, encoder, frame, modality.commit_every)
         _assemble(cache, cached, frame, w, f"embed:{modality.modality}:{encoder.name}",
                   _SOURCE_COLUMN[modality.modality])
@@ -195,16 +205,17 @@ def encoder_tags(modality: ModalityConfig) -> list[str]:
 
 @task(name="plan-embedding", cache_policy=NONE, tags=["embed"])
 def plan_embedding(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
-                   since: str | None = None, until: str | None = None) -> list[str]:
-    return plan_fn(ArtifactStore(store_root), studies, modality, since, until)
+                   since: str | None = None, until: str | None = None, images_root: str | None = None) -> list[str]:
+    return plan_fn(ArtifactStore(store_root), studies, modality, since, until, images_root)
 
 
 @task(name="embed-partitions", cache_policy=NONE, tags=["embed"])
 def embed_partitions(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
-                     months: list[str]) -> dict[str, int]:
-    return fill_fn(ArtifactStore(store_root), studies, modality, months)
+                     months: list[str], images_root: str | None = None) -> dict[str, int]:
+    return fill_fn(ArtifactStore(store_root), studies, modality, months, images_root)
 
 
 @task(name="embed", cache_policy=NONE, tags=["embed"])
-def embed(store_root: str, studies: ArtifactRef, modality: ModalityConfig) -> ArtifactRef:
-    return embed_fn(ArtifactStore(store_root), studies, modality)
+def embed(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
+          images_root: str | None = None) -> ArtifactRef:
+    return embed_fn(ArtifactStore(store_root), studies, modality, images_root)

@@ -43,7 +43,7 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "store")
     st = ingest_studies_fn(store, inputs.studies)
     lab = outcomes_fn(store, st, ingest_events_fn(store, inputs.events), inputs.outcomes, settings)
-    emb = embed_fn(store, st, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()))
+    emb = embed_fn(store, st, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()), str(cohort))
     sae = train_fn(store, emb, SAEConfig(n_features=16, k=4, epochs=5))
     act = activations_fn(store, emb, sae)
     fs, coh = cohorts_fn(store, emb, sae, act, CohortConfig(min_cohort_size=3))
