@@ -67,7 +67,8 @@ def _check_error(c: Case, e: ContractError, path: Path, store: ArtifactStore) ->
     assert Path(e.file).name in (path.name, "run.yaml"), e
     assert (e.row, e.column) == (c.row, c.column), str(e)
     assert c.match in e.found and e.expected, str(e)
-    left = [p for p in (store.root / "artifacts").rglob("*")] if (store.root / "artifacts").exists() else []
+    arts = Path(store.root) / "artifacts"
+    left = list(arts.rglob("*")) if arts.exists() else []
     assert not [p for p in left if p.name.startswith(".tmp") or p.name == "manifest.json"], left
 
 

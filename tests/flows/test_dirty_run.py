@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from data_contracts.store import ArtifactStore
 from tests.conftest import write_tiny_config
 
 PLANTED_TEXT = "Quixotewell Zanzibar"  # a name in every report: must never reach the log
@@ -65,8 +64,8 @@ def test_dirty_cohort_runs_flags_defects_and_logs_no_phi(tiny_cohort: Path, tmp_
     log = res.stdout + res.stderr
     assert res.returncode == 0, log[-4000:]
 
-    store = ArtifactStore(tmp_path / "run" / "store")
-    arts = {p.parent.parent.name: p.parent for p in (store.root / "artifacts").glob("*/[!.]*/manifest.json")}
+    store = tmp_path / "run" / "store"
+    arts = {p.parent.parent.name: p.parent for p in (store / "artifacts").glob("*/[!.]*/manifest.json")}
     q = {k: pd.read_parquet(v / "quarantine.parquet") for k, v in arts.items() if (v / "quarantine.parquet").exists()}
     assert set(q["studies"]["reason"]) >= {"duplicate study_id: the id must be unique"}
     assert q["studies"]["reason"].str.contains("leaves the studies file's folder").sum() == 1
