@@ -125,7 +125,7 @@ SAE_METRICS = Contract(
 _F64 = pa.float64()
 SAE_SWEEP = Contract(
     name="sae_sweep",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("run", pa.string(), nullable=False),  # version of the run's sae artifact
@@ -137,7 +137,6 @@ SAE_SWEEP = Contract(
             *(pa.field(f"{s}_{m}", _F64) for s in ("heldout", "train") for m in ("fvu", "mse", "l0", "dead_frac")),
             pa.field("heldout_prefix_fvu", pa.list_(_F64)),  # per prefix, Matryoshka only
             pa.field("heldout_freq_hist", pa.list_(_F64)),  # latents per log10 firing-frequency bin, -7..0
-            pa.field("samples_per_s", _F64),
             pa.field("steps", pa.int64()),
         ]
     ),
