@@ -429,15 +429,6 @@ def _short(v: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def check_input_files(cfg: RunConfig, path: str | Path) -> None:
-    """Every input the run config names exists (before anything starts)."""
-    for name in ("studies", "events", "outcomes"):
-        p = Path(getattr(cfg.inputs, name))
-        if not p.is_file():
-            raise ContractError(str(path), None, f"inputs.{name}", f"no such file: {p}",
-                                "an existing file (relative paths resolve against the config's folder)")
-
-
 def _resolve(base: Path, p: Path) -> Path:
     return p if p.is_absolute() else (base / p).resolve()
 

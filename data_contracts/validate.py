@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from data_contracts.config import RunConfig
 from data_contracts.errors import ContractError
 from data_contracts.schemas import MEDS_EVENTS, QUARANTINE, STUDIES, Contract
 
@@ -116,8 +117,7 @@ def _coerce(series: pd.Series, typ: pa.DataType) -> pd.Series:
     return series
 
 
-def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
-    """Conform an input table to its contract, quarantining unusable rows."""
+def _check_shape(df: pd.DataFrame, contract: Contract, file: str) -> None:
     missing = [c for c in contract.required if c not in df.columns]
     if missing:
         raise ContractError(
@@ -126,6 +126,11 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
         )
     if len(df) == 0:
         raise ContractError(file, None, None, "0 rows", f"at least one row of {contract.name}")
+
+
+def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
+    """Conform an input table to its contract, quarantining unusable rows."""
+    _check_shape(df, contract, file)
     out = pd.DataFrame(index=df.index)
     bad = pd.Series(False, index=df.index)
     quarantine = [empty_quarantine()]
@@ -161,9 +166,9 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
                                               sid[dup] if sid is not None else None))
             bad |= dup
     if bad.all():
-        raise ContractError(file, None, None, f"all {len(df)} rows are unusable (first: "
-                            f"{quarantine[1]['column'].iloc[0]}: {quarantine[1]['reason'].iloc[0]})",
-                            f"usable rows of {contract.name}")
+        first = quarantine[1].iloc[0]
+        raise ContractError(file, None, None, f"all {len(df)} rows are unusable (first: {first['column']}: "
+                            f"{first['reason']})", f"usable rows of {contract.name}")
     kept = out[~bad].reset_index(drop=True)
     ignored = [str(c) for c in df.columns if c not in contract.schema.names]
     return Checked(kept, pd.concat(quarantine, ignore_index=True), ignored, np.flatnonzero(~bad.to_numpy()))
@@ -271,3 +276,12 @@ def conform_table(data: pd.DataFrame | pa.Table, contract: Contract, source: str
             col = pa.nulls(table.num_rows, field.type)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=contract.schema)
+
+
+def check_input_files(cfg: RunConfig, path: str | Path) -> None:
+    """Every input the run config names exists (checked before anything starts)."""
+    for name in ("studies", "events", "outcomes"):
+        p = Path(getattr(cfg.inputs, name))
+        if not p.is_file():
+            raise ContractError(str(path), None, f"inputs.{name}", f"no such file: {p}",
+                                "an existing file (relative paths resolve against the config's folder)")

@@ -156,8 +156,9 @@ def demo(out_dir: Path, patients: int, seed: int, no_check: bool) -> None:
 def run(config: Path) -> None:
     """Run the discovery flow described by CONFIG (YAML): ingest, embed, train SAEs,
     cohorts, outcomes, associations, interpretations and the HTML report."""
-    from data_contracts.config import check_input_files, load_run_config
+    from data_contracts.config import load_run_config
     from data_contracts.errors import ContractError
+    from data_contracts.validate import check_input_files
 
     try:
         cfg = load_run_config(config)
@@ -185,9 +186,10 @@ def backfill(config: Path, since: str | None, until: str | None, modality: str |
     configured encoders, into the store's incremental embedding cache. Studies already
     embedded by the same encoder (name, weights, preprocessing) are skipped, so a re-run
     or an overlapping range computes nothing twice; a later `run` reuses the vectors."""
-    from data_contracts.config import check_input_files, load_run_config
+    from data_contracts.config import load_run_config
     from data_contracts.embedding_cache import check_month
     from data_contracts.errors import ContractError
+    from data_contracts.validate import check_input_files
 
     try:
         cfg = load_run_config(config)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from data_contracts.config import check_input_files, load_outcome_definitions, load_run_config
+from data_contracts.config import load_outcome_definitions, load_run_config
 from data_contracts.validate import (
     check_events,
     check_image_paths,
+    check_input_files,
     check_studies,
     read_table_file,
     resolve_image_paths,

@@ -15,13 +15,12 @@ from data_contracts.config import (
     CTRadiomicsConfig,
     ModalityConfig,
     OutcomeSettings,
-    check_input_files,
     load_outcome_definitions,
     load_run_config,
 )
 from data_contracts.errors import ContractError
 from data_contracts.store import ArtifactStore
-from data_contracts.validate import read_table_file
+from data_contracts.validate import check_input_files, read_table_file
 from tasks.encoders import embed_fn
 from tasks.ingest import ingest_events_fn, ingest_studies_fn
 from tasks.outcomes import outcomes_fn
