@@ -97,12 +97,13 @@ EMBEDDINGS = Contract(
 # data_contracts/embedding_cache.py): a vector, or the reason the study could not be embedded.
 EMBEDDING_BATCH = Contract(
     name="embedding_batch",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("study_id", pa.string(), nullable=False),
             pa.field("embedding", pa.list_(pa.float32())),  # null when `error` is set
             pa.field("error", pa.string()),
+            pa.field("item_sha256", pa.string()),  # checksum of the text / image embedded
         ]
     ),
     required=("study_id",),

@@ -17,7 +17,8 @@ Prefect work pool routes whole flow runs, not tasks. Tasks of GPU encoders carry
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 
+from data_contracts.checksums import MISSING, ChecksumMemo
 from data_contracts.config import ModalityConfig
 from data_contracts.embedding_cache import EmbeddingCache, check_month, study_months
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
@@ -41,17 +43,21 @@ _GPU_ENCODERS = {"merlin", "qwen3_embedding"}
 
 def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
                   images_root: str | None = None) -> pd.DataFrame:
-    """study_id, item (report text / absolute image path, None when missing), month.
+    """study_id, item (report text / absolute image path, None when missing), month, key
+    (checksum of the text or of the image's content: what the cached vector must match).
     Relative image paths resolve against `images_root`, the studies file's folder."""
     column = _SOURCE_COLUMN[modality.modality]
     df = store.read_table(studies, columns=["study_id", "study_time", column])
     if modality.modality == "image":
         root = Path(images_root) if images_root else None
         items = [absolute_image_path(v, root) for v in df[column]]
+        sums = iter(ChecksumMemo().many(Path(p) for p in items if p is not None))
+        keys = [next(sums) if p is not None else MISSING for p in items]
     else:
         items = [None if pd.isna(v) else str(v) for v in df[column]]
+        keys = [hashlib.sha256(t.encode()).hexdigest() if t is not None else MISSING for t in items]
     return pd.DataFrame({"study_id": df["study_id"].astype(str), "item": items,
-                         "month": study_months(df["study_time"])})
+                         "month": study_months(df["study_time"]), "key": keys})
 
 
 def select_months(months: Iterable[str], since: str | None = None, until: str | None = None) -> list[str]:
@@ -64,16 +70,19 @@ def select_months(months: Iterable[str], since: str | None = None, until: str | 
 
 
 def _not_done(frame: pd.DataFrame, months: Iterable[str],
-              done: Callable[[str], Collection[str]]) -> pd.DataFrame:
-    """Rows of `frame` in `months` whose study_id is not in `done(month)`."""
+              done: Callable[[str], Iterable[tuple[str, str]]]) -> pd.DataFrame:
+    """Rows of `frame` in `months` whose (study_id, key) is not in `done(month)`."""
     rows = frame[frame["month"].isin(list(months))]
-    parts = [g[~g["study_id"].isin(done(str(m)))] for m, g in rows.groupby("month", sort=True)]
+    parts = []
+    for m, g in rows.groupby("month", sort=True):
+        have = set(done(str(m)))
+        parts.append(g[[(s, k) not in have for s, k in zip(g["study_id"], g["key"], strict=True)]])
     return pd.concat(parts) if parts else frame.iloc[:0]
 
 
 def pending(cache: EmbeddingCache, frame: pd.DataFrame, months: Sequence[str]) -> pd.DataFrame:
-    """Rows of `frame` in `months` without a committed vector or error."""
-    return _not_done(frame, months, cache.done_ids)
+    """Rows of `frame` in `months` without a committed vector or error for their content."""
+    return _not_done(frame, months, cache.done_keys)
 
 
 def fill_cache(cache: EmbeddingCache, encoder: Encoder, todo: pd.DataFrame, commit_every: int) -> dict[str, int]:
@@ -94,14 +103,14 @@ def fill_cache(cache: EmbeddingCache, encoder: Encoder, todo: pd.DataFrame, comm
 
 def _commit_by_month(cache: EmbeddingCache, chunk: pd.DataFrame, res: EncodeResult) -> None:
     months = chunk["month"].to_numpy()
-    ids = chunk["study_id"].tolist()
+    ids, keys = chunk["study_id"].tolist(), chunk["key"].tolist()
     for month in sorted(set(months)):
         pos = np.flatnonzero(months == month)  # positions of this month in the chunk
         local = {int(p): i for i, p in enumerate(pos)}
         keep = [r for r, p in enumerate(res.ok) if int(p) in local]
         cache.commit(str(month), [ids[p] for p in pos], res.vectors[keep],
                      [local[int(res.ok[r])] for r in keep],
-                     {local[p]: e for p, e in res.errors.items() if p in local})
+                     {local[p]: e for p, e in res.errors.items() if p in local}, [keys[p] for p in pos])
 
 
 def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> EmbeddingCache:
@@ -137,7 +146,7 @@ def _cached_rows(cache: EmbeddingCache, encoder: Encoder, frame: pd.DataFrame, c
     only their months read again."""
     months = sorted(frame["month"].unique())
     cached = {m: cache.read_month(m) for m in months}
-    todo = _not_done(frame, months, lambda m: cached[m]["study_id"])
+    todo = _not_done(frame, months, lambda m: zip(cached[m]["study_id"], cached[m]["item_sha256"], strict=True))
     if len(todo):
         fill_cache(cache, encoder, todo, commit_every)
         cached.update({m: cache.read_month(m) for m in sorted(todo["month"].unique())})
@@ -146,7 +155,8 @@ def _cached_rows(cache: EmbeddingCache, encoder: Encoder, frame: pd.DataFrame, c
 
 def _assemble(cache: EmbeddingCache, cached: pd.DataFrame, frame: pd.DataFrame, w: ArtifactWriter,
               source: str, column: str) -> None:
-    got = frame[["study_id"]].merge(cached, on="study_id", how="left")  # studies-table order
+    got = frame[["study_id", "key"]].merge(cached.rename(columns={"item_sha256": "key"}), on=["study_id", "key"],
+                                           how="left")  # studies-table order, vectors of today's content
     lost = got.loc[got["embedding"].isna() & got["error"].isna(), "study_id"].tolist()
     if lost:
         raise RuntimeError(f"{cache.location}: {len(lost)} studies missing from the cache, e.g. {lost[:3]}")
