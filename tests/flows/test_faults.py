@@ -138,7 +138,8 @@ def zygote(tmp_path: Path) -> Iterator[tuple[Zygote, dict[str, str]]]:
     """A Prefect server for the chain of runs and a zygote that forks each run."""
     home = tmp_path / "prefect"
     home.mkdir()
-    os.environ["PREFECT_HOME"] = str(home)
+    saved = os.environ.get("PREFECT_HOME")
+    os.environ["PREFECT_HOME"] = str(home)  # the server process's state
     server = OwnedServer(home / "server.log")
     try:
         server.start()
@@ -151,7 +152,10 @@ def zygote(tmp_path: Path) -> Iterator[tuple[Zygote, dict[str, str]]]:
             z.close()
     finally:
         server.stop()
-        os.environ.pop("PREFECT_HOME", None)
+        if saved is None:
+            os.environ.pop("PREFECT_HOME", None)
+        else:
+            os.environ["PREFECT_HOME"] = saved
 
 
 def test_kill_at_every_stage_then_rerun_equals_uninterrupted(reference: tuple[Run, Timeline], tiny_cohort: Path,
