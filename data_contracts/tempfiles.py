@@ -29,7 +29,8 @@ def owner_tag() -> str:
     return f"~{os.getpid()}@{_host()}~"
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """A process of this host with this pid exists and has not exited (zombies have)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -45,7 +46,7 @@ def _running(pid: int) -> bool:
 def abandoned(name: str) -> bool:
     """The temporary `name` was written by a process of this host that is gone."""
     m = _OWNER.search(name)
-    return m is not None and m.group(2) == _host() and not _running(int(m.group(1)))
+    return m is not None and m.group(2) == _host() and not process_running(int(m.group(1)))
 
 
 def sweep(folders: Iterable[Path]) -> list[Path]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -43,13 +42,15 @@ def test_validate_bad_config_names_field(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "bad.yaml" in res.output and "sae.k" in res.output
 
 
-def _start_run(config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+def _start_run(config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, str, Path]:
     """The CLI on `config` in embedded mode; returns it once its own server is up."""
     home = str(tmp_path / "prefect_home")
     env = {**os.environ, "PREFECT_HOME": home}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    log = tmp_path / "cli.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "flows.cli", "run", str(config)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=out, start_new_session=True)
     servers: list[int] = []
 
     def server_up() -> bool:
@@ -58,16 +59,22 @@ def _start_run(config: Path, tmp_path: Path) -> tuple[subprocess.Popen[bytes], i
 
     wait_until(server_up, 180)
     assert servers, "the run's Prefect server never started"
-    return proc, servers[0], home
+    return proc, servers[0], home, log
+
+
+def _published(store: Path, kind: str) -> bool:
+    return any((store / "artifacts" / kind).glob("[!.]*/manifest.json"))
 
 
 @pytest.mark.prefect
 def test_sigterm_exits_cleanly_and_stops_server(tiny_cohort: Path, tmp_path: Path) -> None:
-    proc, server, home = _start_run(write_tiny_config(tiny_cohort, tmp_path), tmp_path)
-    time.sleep(2)  # into the run
+    """SIGTERM while stages run: exit 143 with the message, no traceback, nothing left."""
+    config = write_tiny_config(tiny_cohort, tmp_path)
+    proc, server, home, log = _start_run(config, tmp_path)
+    assert wait_until(lambda: _published(tmp_path / "store", "outcome_labels") or proc.poll() is not None, 300)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    text = err.decode(errors="replace")[-3000:]
+    proc.wait(timeout=60)
+    text = log.read_text(errors="replace")[-3000:]
     assert proc.returncode == 128 + signal.SIGTERM, text
     assert "stopped by SIGTERM" in text and "Traceback" not in text, text
     assert wait_until(lambda: not alive(server), 10), "Prefect server left running after SIGTERM"
@@ -76,11 +83,23 @@ def test_sigterm_exits_cleanly_and_stops_server(tiny_cohort: Path, tmp_path: Pat
 
 @pytest.mark.prefect
 @pytest.mark.slow
-def test_sigkill_of_the_cli_alone_stops_its_server(tiny_cohort: Path, tmp_path: Path) -> None:
-    """Only the CLI process is killed (as the OOM killer or `kill -9 PID` would): its server
-    must not survive it."""
-    proc, server, home = _start_run(write_tiny_config(tiny_cohort, tmp_path), tmp_path)
+def test_sigkill_of_the_cli_alone_leaves_no_server_or_worker(tiny_cohort: Path, tmp_path: Path) -> None:
+    """Only the CLI process is killed (as the OOM killer or `kill -9 PID` would), while its
+    image workers run: neither its server nor the workers survive it."""
+    from data_contracts.config import CTRadiomicsConfig, ModalityConfig, dump_run_config, load_run_config
+
+    config = write_tiny_config(tiny_cohort, tmp_path)
+    cfg = load_run_config(config)
+    image = ModalityConfig(modality="image", encoder=CTRadiomicsConfig(n_workers=2), commit_every=4)
+    dump_run_config(cfg.model_copy(update={"modalities": (image,)}), config)
+    proc, server, home, _ = _start_run(config, tmp_path)
+
+    def pool_running() -> bool:
+        return any(b"multiprocessing" in cmdline(p) for p in processes_with_env("PREFECT_HOME", home))
+
+    assert wait_until(lambda: pool_running() or proc.poll() is not None, 300) and proc.poll() is None
     proc.kill()
     proc.wait(timeout=30)
     assert wait_until(lambda: not alive(server), 15), "Prefect server orphaned by SIGKILL of the CLI"
-    assert wait_until(lambda: not processes_with_env("PREFECT_HOME", home), 15)
+    gone = wait_until(lambda: not processes_with_env("PREFECT_HOME", home), 20)
+    assert gone, [cmdline(p)[:120] for p in processes_with_env("PREFECT_HOME", home)]
