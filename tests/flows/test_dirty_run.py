@@ -54,6 +54,7 @@ def _dirty_copy(cohort: Path, d: Path) -> tuple[Path, pd.DataFrame]:
 
 
 @pytest.mark.prefect
+@pytest.mark.slow  # ~60 s: a whole CLI run; the corpus cases themselves run by default
 def test_dirty_cohort_runs_flags_defects_and_logs_no_phi(tiny_cohort: Path, tmp_path: Path) -> None:
     d, st = _dirty_copy(tiny_cohort, tmp_path / "input")
     config = write_tiny_config(d, tmp_path / "run")

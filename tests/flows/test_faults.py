@@ -145,7 +145,9 @@ def zygote(tmp_path: Path) -> Iterator[tuple[Zygote, dict[str, str]]]:
         server.start()
         server.wait_ready(180)
         env = {**_env(home, 1), "PREFECT_API_URL": server.api_url}
-        z = Zygote(env, ["flows.discovery", "flows.summary", "tasks.sae", "tasks.encoders"], Path.cwd())
+        preload = ["flows.discovery", "flows.summary", "tasks.sae", "tasks.encoders", "transformers",
+                   "monai.transforms", "monai.data"]  # what a run imports (none starts a thread)
+        z = Zygote(env, preload, Path.cwd())
         try:
             yield z, env
         finally:
