@@ -17,6 +17,7 @@ from data_contracts.errors import ContractError
 # the interpretation stage's config lives in its own module; re-exported here with the others
 from data_contracts.interpret_config import InterpretConfig as InterpretConfig
 from data_contracts.interpret_config import LLMConfig as LLMConfig
+from data_contracts.runner_config import RunnerConfig
 from data_contracts.storage import is_url, normalise_root
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -328,6 +329,7 @@ class RunConfig(_Strict):
     survival: SurvivalConfig = SurvivalConfig()
     interpretation: InterpretConfig = InterpretConfig()
     report: ReportConfig = ReportConfig()
+    runner: RunnerConfig = RunnerConfig()  # where heavy tasks run (data_contracts/runner_config.py)
     # where the HTML report is published (folder or URL); default <store>/../report, or <store>/report
     # for a URL store
     report_dir: Path | str | None = None
