@@ -124,8 +124,8 @@ def read_outcome_matrices(store: ArtifactStore, ref: ArtifactRef) -> OutcomeMatr
     path = data_path(store, ref)
     studies, outcomes = label_studies(path)
     columns = ["study_id", "outcome_id", "event", "eligible", "time_days"]
-    if "competing_event" in pq.ParquetFile(path).schema_arrow.names:  # labels before contract 3 have none
-        columns.append("competing_event")
+    present = pq.ParquetFile(path).schema_arrow.names
+    columns += [c for c in ("competing_event", "complete_followup") if c in present]  # older labels lack them
     parts = label_batches(path, columns)
     return matrices_from_parts(studies, outcomes, parts)
 
@@ -139,17 +139,24 @@ def label_population(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
     return pd.concat([hits.to_pandas(), label_studies(path)[0][LABEL_COLUMNS]], ignore_index=True)
 
 
-def outcome_counts(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
-    """Eligible studies and cases per outcome (index outcome_id: n_eligible, n_cases)."""
+def outcome_counts(store: ArtifactStore, ref: ArtifactRef, binary_controls: str = "all") -> pd.DataFrame:
+    """Per outcome (index outcome_id): eligible studies, cases, and the eligible event-free
+    studies the binary analyses leave out for short follow-up (none under 'all')."""
+    cols = ["n_eligible", "n_cases", "n_excluded_followup"]
+    short_rule = binary_controls == "complete_followup"
     counts = []
-    for b in label_batches(data_path(store, ref), ["outcome_id", "eligible", "event"]):
+    for b in label_batches(data_path(store, ref), ["outcome_id", "eligible", "event", "complete_followup"]):
         e = b[b["eligible"].to_numpy(bool)]
-        counts.append(e.groupby("outcome_id", observed=True)["event"].agg(["size", "sum"]))
+        event = e["event"].to_numpy(bool)
+        short = ~event & ~e["complete_followup"].eq(True).to_numpy(bool) if short_rule else np.zeros(len(e), bool)
+        part = pd.DataFrame({"outcome_id": e["outcome_id"], "n_eligible": 1, "n_cases": event.astype(np.int64),
+                             "n_excluded_followup": short.astype(np.int64)})
+        counts.append(part.groupby("outcome_id", observed=True)[cols].sum())
     if not counts:
-        return pd.DataFrame({"n_eligible": pd.Series(dtype=np.int64), "n_cases": pd.Series(dtype=np.int64)})
+        return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in cols})
     total = pd.concat(counts).groupby(level=0, observed=True).sum()
     total.index = pd.Index(total.index.astype(str), name="outcome_id")
-    return total.rename(columns={"size": "n_eligible", "sum": "n_cases"}).astype(np.int64)
+    return total.astype(np.int64)
 
 
 def read_population(store: ArtifactStore, ref: ArtifactRef, om: OutcomeMatrices,

@@ -33,11 +33,20 @@ def _top_reports(
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def _outcome_table(counts: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
-    """counts: n_eligible, n_cases by outcome_id (tasks.outcomes.outcome_counts)."""
+def outcome_table(counts: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
+    """Per outcome: eligible studies, cases, and the eligible event-free studies the binary
+    analyses leave out for short follow-up (counts: tasks.outcomes.outcome_counts)."""
     defs = load_outcome_definitions(outcomes_path)
     rows = [{"outcome_id": o.id, "name": o.name, "window_years": o.window_years} for o in defs.outcomes]
-    return pd.DataFrame(rows).join(counts, on="outcome_id").fillna({"n_eligible": 0, "n_cases": 0})
+    zero = {"n_eligible": 0, "n_cases": 0, "n_excluded_followup": 0}
+    return pd.DataFrame(rows).join(counts, on="outcome_id").fillna(zero).astype(
+        {k: "int64" for k in zero})
+
+
+def _binary_controls(store: ArtifactStore, associations: ArtifactRef) -> str:
+    """The follow-up rule the associations were computed under (their manifest's params)."""
+    params = store.manifest(associations).get("params", {}).get("association", {})
+    return str(params.get("binary_controls", "all"))
 
 
 def _methods(store: ArtifactStore, associations: ArtifactRef) -> pd.DataFrame | None:
@@ -76,7 +85,7 @@ def report_fn(
             interp,
             stats,
             _top_reports(store, studies, {m: c for m, (_, c, _) in per_modality.items()}, cfg.n_top_reports),
-            _outcome_table(outcome_counts(store, labels), outcomes_path),
+            outcome_table(outcome_counts(store, labels, _binary_controls(store, associations)), outcomes_path),
             run_info,
             cfg,
             store.read_table(survival) if survival is not None else None,

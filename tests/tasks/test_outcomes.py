@@ -62,7 +62,9 @@ def test_association_and_survival_analyse_the_same_studies(tmp_path: Path) -> No
     ok = ~quarantined
     image = _modality(store, "image", ids[ok], [ids[feature & ok], ids[noise & ok]])
     report = _modality(store, "report", ids, [ids[feature], ids[noise]])
-    acfg = AssociationConfig(min_exposed_cases=1, split_seed=5)
+    # Every event-free study here is censored before the window's end: the default
+    # binary_controls would leave them all out of the 2x2 (survival keeps them censored).
+    acfg = AssociationConfig(min_exposed_cases=1, split_seed=5, binary_controls="all")
     embs = {"image": image[0], "report": report[0]}
     split = study_split_fn(store, lab, embs, acfg)
     assoc = associate_fn(store, {"image": image[1:], "report": report[1:]}, lab, split, acfg)
@@ -131,14 +133,18 @@ def test_labels_read_in_batches_equal_the_whole_table(tmp_path: Path) -> None:
     want = outcome_matrices(labels)
     got = out_mod.read_outcome_matrices(store, ref)
     assert got.competing.any()
-    for name in ("study_ids", "subject_ids", "Y", "M", "T", "age", "male", "competing"):
+    assert got.complete is not None and not got.complete.all()
+    for name in ("study_ids", "subject_ids", "Y", "M", "T", "age", "male", "competing", "complete"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
     assert got.outcome_ids == want.outcome_ids == ["a", "b", "c"]
     subset = out_mod.label_population(store, ref)
     assert len(subset) < len(labels)
     enc = {"image": labels["study_id"].unique()[::2]}
     pd.testing.assert_frame_equal(study_population(subset, enc, 0.5, 4), study_population(labels, enc, 0.5, 4))
-    counts = out_mod.outcome_counts(store, ref)
-    elig = labels[labels["eligible"]].groupby("outcome_id").agg(n_eligible=("study_id", "size"),
-                                                                n_cases=("event", "sum"))
-    pd.testing.assert_frame_equal(counts.sort_index(), elig.sort_index(), check_dtype=False)
+    elig = labels[labels["eligible"]].assign(short=lambda d: ~d["event"] & ~d["complete_followup"])
+    want_counts = elig.groupby("outcome_id").agg(n_eligible=("study_id", "size"), n_cases=("event", "sum"),
+                                                 n_excluded_followup=("short", "sum"))
+    assert want_counts["n_excluded_followup"].min() > 0
+    counts = out_mod.outcome_counts(store, ref, "complete_followup")
+    pd.testing.assert_frame_equal(counts.sort_index(), want_counts.sort_index(), check_dtype=False)
+    assert (out_mod.outcome_counts(store, ref)["n_excluded_followup"] == 0).all()  # binary_controls 'all'

@@ -23,6 +23,8 @@ def _events() -> pd.DataFrame:
         (3, "2023-01-01", "ENCOUNTER//OUTPATIENT"),
         # subject 4: dies 2 years after the study, no event; no birth record
         (4, "2017-01-01", "MEDS_DEATH"), (4, "2017-01-01", "GENDER//F"),
+        # subject 5: last record 1 year after the study, alive: lost to follow-up
+        (5, "1955-01-01", "MEDS_BIRTH"), (5, "2016-01-01", "ENCOUNTER//OUTPATIENT"),
     ]
     df = pd.DataFrame(rows, columns=["subject_id", "time", "code"])
     df["time"] = pd.to_datetime(df["time"], format="mixed").astype("datetime64[us]")
@@ -32,10 +34,10 @@ def _events() -> pd.DataFrame:
 
 def _studies() -> pd.DataFrame:
     return pd.DataFrame({
-        "study_id": ["a", "b", "c1", "c2", "d"],
-        "subject_id": [1, 2, 3, 3, 4],
+        "study_id": ["a", "b", "c1", "c2", "d", "e"],
+        "subject_id": [1, 2, 3, 3, 4, 5],
         "study_time": pd.to_datetime(["2015-01-01 09:00", "2015-01-01 09:00", "2015-01-01", "2016-01-01",
-                                      "2015-01-01"], format="mixed").astype("datetime64[us]"),
+                                      "2015-01-01", "2015-01-01"], format="mixed").astype("datetime64[us]"),
     })
 
 
@@ -54,9 +56,12 @@ def test_incident_prior_window_and_censoring() -> None:
     # c1: event 5.4 years later -> outside the 4-year window, time capped at the window
     assert not bool(lab.loc["c1", "event"]) and lab.loc["c1", "time_days"] == pytest.approx(4 * 365.25)
     assert bool(lab.loc["c1", "complete_followup"])
-    # d: death after 2 years censors follow-up
+    # d: death after 2 years censors follow-up; the status over the window is known (no
+    # outcome can follow a death), so the follow-up counts as complete
     assert not bool(lab.loc["d", "event"]) and lab.loc["d", "time_days"] == pytest.approx(731)
-    assert not bool(lab.loc["d", "complete_followup"])
+    assert bool(lab.loc["d", "complete_followup"])
+    # e: alive, last seen after 1 year: status unknown for the rest of the window
+    assert not bool(lab.loc["e", "complete_followup"]) and lab.loc["e", "time_days"] == pytest.approx(365)
     assert pd.isna(lab.loc["d", "age_years"]) and "no birth record" in lab.loc["d", "flag"]
     assert lab.loc["a", "sex"] == "M" and lab.loc["a", "age_years"] == pytest.approx(65.0, abs=0.01)
 
@@ -96,16 +101,18 @@ DEFS = OutcomeDefinitions(outcomes=(
 
 @pytest.mark.parametrize("categorical", [False, True])
 def test_onsets_in_one_pass_equal_one_outcome_at_a_time(categorical: bool) -> None:
-    from models.outcomes.labels import first_onsets, onsets_by_outcome
+    from models.outcomes.labels import first_onsets, onsets_by_outcome, undated_onsets
 
     ev, _ = _random_events(3)
     if categorical:  # how the task reads the events artifact
         ev = ev.assign(code=ev["code"].astype("category"))
-    got = onsets_by_outcome(ev, DEFS)
+    got, undated = onsets_by_outcome(ev, DEFS)
+    plain = ev.assign(code=ev["code"].astype(object))
     for o in DEFS.outcomes:
-        want = first_onsets(ev.assign(code=ev["code"].astype(object)), o)
-        pd.testing.assert_series_equal(got[o.id], want, check_names=False, check_index_type=False)
-    assert got["nothing"].empty
+        pd.testing.assert_series_equal(got[o.id], first_onsets(plain, o), check_names=False, check_index_type=False)
+        assert set(undated[o.id]) == set(undated_onsets(plain, o))
+    assert got["nothing"].empty and undated["nothing"].empty
+    assert len(undated["either"]) > 0  # some records of the outcome have no time
 
 
 def test_streamed_labels_equal_the_frame_and_patient_order_is_kept() -> None:
@@ -119,7 +126,11 @@ def test_streamed_labels_equal_the_frame_and_patient_order_is_kept() -> None:
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
     # one study per patient: the first eligible study of each patient, by time then id
     for oid, g in whole.groupby("outcome_id"):
-        first = g[~g["prior"]].sort_values(["subject_id", "index_time", "study_id"]).groupby("subject_id").head(1)
+        # studies the events contradict (before birth, after death or the data) are never eligible
+        contradicted = g["flag"].fillna("").str.contains("study (?:before|after) the")
+        assert contradicted.any()
+        first = (g[~g["prior"] & ~contradicted].sort_values(["subject_id", "index_time", "study_id"])
+                 .groupby("subject_id").head(1))
         assert set(g.loc[g["eligible"], "study_id"]) == set(first["study_id"]), oid
 
 
