@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -127,10 +128,17 @@ def _exposed_masks(store: ArtifactStore, ref: ArtifactRef, study_ids: np.ndarray
                    hits: pd.DataFrame) -> dict[int, np.ndarray]:
     c = exposed_rows(store, ref)
     c = c[c["feature_id"].isin(hits["feature_id"].unique())]
-    by_feature = dict(tuple(c.groupby("feature_id")))
-    empty = c.iloc[0:0]
-    return {int(f): np.isin(study_ids, by_feature.get(f, empty)["study_id"].to_numpy())
-            for f in hits["feature_id"].unique()}
+    # Positions by hashing, once: np.isin on string (object) ids compares every study with
+    # every exposed id (numpy's loop for object arrays), quadratic at hospital scale.
+    pos = pd.Index(study_ids).get_indexer(c["study_id"].to_numpy(object))
+    c = c.assign(_pos=pos)[pos >= 0]
+    by_feature = {int(cast(int, f)): g["_pos"].to_numpy() for f, g in c.groupby("feature_id")}
+    masks = {}
+    for f in hits["feature_id"].unique():
+        mask = np.zeros(len(study_ids), bool)
+        mask[by_feature.get(int(f), np.zeros(0, np.int64))] = True
+        masks[int(f)] = mask
+    return masks
 
 
 def exposed_rows(store: ArtifactStore, cohorts: ArtifactRef) -> pd.DataFrame:

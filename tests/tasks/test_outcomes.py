@@ -148,3 +148,25 @@ def test_labels_read_in_batches_equal_the_whole_table(tmp_path: Path) -> None:
     counts = out_mod.outcome_counts(store, ref, "complete_followup")
     pd.testing.assert_frame_equal(counts.sort_index(), want_counts.sort_index(), check_dtype=False)
     assert (out_mod.outcome_counts(store, ref)["n_excluded_followup"] == 0).all()  # binary_controls 'all'
+
+
+def test_exposed_masks_and_encoded_flags_equal_plain_membership(tmp_path: Path) -> None:
+    """The hashed lookups (np.isin on string ids is quadratic) give np.isin's answer:
+    survival's exposure per hit feature and study_split's `encoded` flag."""
+    from models.outcomes.population import study_population
+    from tasks.stats import _exposed_masks
+
+    rng = np.random.default_rng(2)
+    ids = np.array([f"st{i:04d}" for i in rng.permutation(N)], dtype=object)
+    exposed = [ids[rng.uniform(size=N) < p] for p in (0.1, 0.3, 0.0)]
+    exposed[1] = np.concatenate([exposed[1], ["not-a-labelled-study"]])
+    store = ArtifactStore(tmp_path / "store")
+    _, _, coh = _modality(store, "image", ids, exposed)
+    masks = _exposed_masks(store, coh, ids, pd.DataFrame({"feature_id": [0, 1, 2, 5]}))
+    for f in (0, 1, 2):
+        np.testing.assert_array_equal(masks[f], np.isin(ids, exposed[f]))
+    assert masks[0].any() and not masks[2].any() and not masks[5].any()
+    labels = _labels(rng, rng.uniform(size=N) < 0.3)
+    enc = labels["study_id"].to_numpy(object)[::3]
+    pop = study_population(labels, {"image": enc}, 0.5, 0)
+    np.testing.assert_array_equal(pop["encoded"].to_numpy(bool), np.isin(pop["study_id"].to_numpy(), enc))
