@@ -102,8 +102,9 @@ def flow_child(config: Path, result: Path) -> None:
     from data_contracts.config import load_run_config
     from flows.cli import _setup_env, main
 
-    # The CLI's environment (PREFECT_HOME, server start-up timeout) before prefect is imported.
-    _setup_env(Path(load_run_config(config).store) / ".prefect")
+    # The CLI's environment (PREFECT_HOME, ...) before prefect is imported; the `run`
+    # command below starts (and waits for) the run's own Prefect server.
+    _setup_env(Path(load_run_config(config).store) / ".prefect", own_server=False)
     from tasks.stage import log
 
     rec = StageRecorder()
