@@ -82,7 +82,11 @@ def _walk(k0: np.ndarray, up: np.ndarray, keep: np.ndarray, N: np.ndarray, K: np
         term = term * np.where(ratio > 0, ratio, 0.0)
         k = k - ss
         tot = tot + np.where(term <= kp, term, 0.0)
-        live = term >= 1e-17 * np.maximum(tot, kp)
+        # A term of 0 (past the support, or underflow) ends the walk, and so does keep == 0
+        # (a far tail when pmf(a) / pmf(mode) underflows: no term can be counted). Without
+        # this, `term >= 1e-17 * 0` held forever: the screen never returned on a table that
+        # extreme (a planted link at 200,000 studies).
+        live = (term > 0) & (kp > 0) & (term >= 1e-17 * np.maximum(tot, kp))
         if not live.any():
             total[idx] = tot
             break

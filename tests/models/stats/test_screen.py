@@ -31,6 +31,19 @@ def test_fisher_matches_scipy_on_random_tables() -> None:
         assert p == pytest.approx(ref, rel=1e-8, abs=1e-300), (a, n1, K, N)
 
 
+def test_fisher_returns_on_extreme_tables_at_hospital_scale() -> None:
+    """pmf(a) / pmf(mode) underflows to 0 for a strong link in a large cohort: the far-tail
+    walk used to run forever (found at 200,000 studies). Mixed with ordinary tables, every
+    p equals scipy's."""
+    tables = [(300, 1000, 400, 50_000), (900, 3000, 1200, 200_000), (2500, 3000, 2600, 200_000),
+              (5, 10, 20, 1000), (0, 100, 50, 10_000), (40, 2000, 900, 200_000)]
+    a, n1, k, n = (np.array([t[j] for t in tables], float) for j in range(4))
+    got = fisher_exact_2sided(a, n1, k, n)
+    want = [fisher_exact([[x, m - x], [c - x, t - m - c + x]])[1] for x, m, c, t in tables]
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-300)
+    assert got[0] == 0.0 and 0 < got[3] < 1e-5
+
+
 def test_two_by_two_counts_match_dense() -> None:
     rng = np.random.default_rng(1)
     E = rng.uniform(size=(300, 7)) < 0.2
