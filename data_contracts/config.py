@@ -17,6 +17,9 @@ from data_contracts.errors import ContractError
 # the interpretation stage's config lives in its own module; re-exported here with the others
 from data_contracts.interpret_config import InterpretConfig as InterpretConfig
 from data_contracts.interpret_config import LLMConfig as LLMConfig
+from data_contracts.report_config import FeatureRef as FeatureRef
+from data_contracts.report_config import ReportConfig as ReportConfig
+from data_contracts.report_config import ThumbnailConfig as ThumbnailConfig
 from data_contracts.storage import is_url, normalise_root
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -289,13 +292,6 @@ class SurvivalConfig(_Strict):
 
     top_per_outcome: int = Field(3, ge=0)
     min_events: int = Field(2, ge=1)  # per group, else the Cox fit is flagged, not run
-
-
-class ReportConfig(_Strict):
-    top_per_outcome: int = Field(10, ge=1)
-    n_top_reports: int = Field(8, ge=1)
-    max_table_rows: int = Field(5000, ge=1)  # cap of the index's all-rows table
-    title: str = "medconcepts report"
 
 
 class InputsConfig(_Strict):

@@ -393,6 +393,116 @@ INTERPRETATIONS = Contract(
     required=("modality", "feature_id", "label"),
 )
 
+# ---------------------------------------------------------------- report tables
+# Everything a report figure shows, computed in models/figures and stored in the report
+# artifact beside the HTML: the page draws these numbers and nothing else.
+_FEATURE = (pa.field("modality", pa.string(), nullable=False), pa.field("feature_id", pa.int32(), nullable=False))
+
+REPORT_PAGES = Contract(
+    name="report_pages",
+    version="1",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("priority", pa.int64(), nullable=False),  # 0 = first page written
+            pa.field("best_rank", pa.float64()),  # best discovery rank over outcomes; null: listed only
+            pa.field("n_ranked", pa.int64(), nullable=False),  # outcomes it ranks for
+            pa.field("best_p", pa.float64()),
+            pa.field("listed", pa.bool_(), nullable=False),  # named in report.pages
+            pa.field("selected", pa.bool_(), nullable=False),  # within report.max_feature_pages
+        ]
+    ),
+    required=("modality", "feature_id", "priority", "selected"),
+)
+
+ACTIVATION_HISTOGRAMS = Contract(
+    name="activation_histograms",
+    version="1",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("bin", pa.int32(), nullable=False),  # 0: studies where it does not fire
+            pa.field("lo", pa.float64(), nullable=False),
+            pa.field("hi", pa.float64(), nullable=False),
+            pa.field("n_studies", pa.int64(), nullable=False),
+        ]
+    ),
+    required=("modality", "feature_id", "bin", "lo", "hi", "n_studies"),
+)
+
+MANHATTAN = Contract(
+    name="manhattan",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("feature_id", pa.int64()),  # null on band rows
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),  # point | band (pairs not drawn one by one)
+            pa.field("neglog10_p", pa.float64(), nullable=False),  # -log10 score-test p; band: minimum
+            pa.field("neglog10_p_max", pa.float64()),  # band: maximum
+            pa.field("log_or", pa.float64()),  # adjusted log-OR (volcano x)
+            pa.field("rank", pa.float64()),
+            pa.field("n_pairs", pa.int64(), nullable=False),
+        ]
+    ),
+    required=("modality", "outcome_id", "kind", "neglog10_p", "n_pairs"),
+)
+
+FDR_CUTS = Contract(
+    name="fdr_cuts",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("p_cut", pa.float64()),  # largest score p with score q < alpha in its BH family; null: none
+            pa.field("family", pa.string()),  # the BH family the q-values cut cleanly in (inferred)
+            pa.field("n_pass", pa.int64(), nullable=False),
+            pa.field("n_tests", pa.int64(), nullable=False),
+        ]
+    ),
+    required=("modality", "outcome_id", "n_pass", "n_tests"),
+)
+
+FOREST = Contract(
+    name="forest",
+    version="1",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("row", pa.int32(), nullable=False),  # plot row, 0 at the top
+            pa.field("adj_odds_ratio", pa.float64()),
+            pa.field("adj_or_ci_low", pa.float64()),
+            pa.field("adj_or_ci_high", pa.float64()),
+            pa.field("rank", pa.float64()),  # discovery rank
+            pa.field("n_outcomes", pa.int64(), nullable=False),  # outcomes tested for the feature
+        ]
+    ),
+    required=("modality", "feature_id", "outcome_id", "split", "row", "n_outcomes"),
+)
+
+THUMBNAILS = Contract(
+    name="thumbnails",
+    version="1",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("role", pa.string(), nullable=False),  # exposed | control
+            pa.field("rank", pa.int32(), nullable=False),
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("view", pa.string(), nullable=False),  # axial | coronal
+            pa.field("png", pa.binary()),  # null when the volume could not be read
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("error", pa.string()),
+        ]
+    ),
+    required=("modality", "feature_id", "role", "rank", "study_id", "view"),
+)
+
 ALL_CONTRACTS: dict[str, Contract] = {
     c.name: c
     for c in (
@@ -413,5 +523,11 @@ ALL_CONTRACTS: dict[str, Contract] = {
         SURVIVAL,
         KM_CURVES,
         INTERPRETATIONS,
+        REPORT_PAGES,
+        ACTIVATION_HISTOGRAMS,
+        MANHATTAN,
+        FDR_CUTS,
+        FOREST,
+        THUMBNAILS,
     )
 }

@@ -17,7 +17,7 @@ from tasks.ingest import ingest_events, ingest_studies
 from tasks.interpret import interpret
 from tasks.lineage import record_run
 from tasks.outcomes import label_outcomes, study_split
-from tasks.report import publish, render
+from tasks.report import ReportModality, publish, render
 from tasks.sae import activations, select, trainer_for
 from tasks.stats import associate, survival
 
@@ -87,7 +87,7 @@ def discovery(config_path: str) -> RunResult:
                     str(cfg.inputs.outcomes), cfg.survival)
     report = render(
         root, studies, labels, assoc,
-        {k: (r.feature_stats, r.cohorts, r.interpretations) for k, r in mods.items()},
+        {k: ReportModality(r.feature_stats, r.cohorts, r.interpretations, r.activations) for k, r in mods.items()},
         str(cfg.inputs.outcomes), cfg.report, cfg.name, surv,
     )
     index = publish(root, report, str(cfg.report_dir))

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from data_contracts.config import ReportConfig
-from reports.templates import DASH, bar, esc, fixed2, integer, missing, pct, td
+from data_contracts.report_tables import ReportTables
+from reports.cells import SmallCells
+from reports.templates import DASH, bar, esc, integer, missing, td
 
 FeatureKey = tuple[str, int]
 Row = Mapping[Any, Any]  # one record of a DataFrame (to_dict("records"))
-_ASSOC_NEEDS = ("modality", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases")
+_ASSOC_NEEDS = ("modality", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases", "n_unexposed",
+                "n_unexposed_cases")
 _ASSOC_OPTIONAL = (
-    "n_unexposed",
-    "n_unexposed_cases",
     "p_outcome_exposed",
     "p_outcome_baseline",
     "odds_ratio",
@@ -40,12 +41,19 @@ _ASSOC_OPTIONAL = (
     "adj_or_ci_high",
     "adj_p_value",
     "adj_method",
+    "score_p",
     "score_q",
     "replicated",
     "sd_odds_ratio",  # option or_per_sd
     "sd_ci_low",
     "sd_ci_high",
 )
+
+
+_NUMERIC = ("rank", "n_ranked", "n_tested", "odds_ratio", "or_ci_low", "or_ci_high", "p_value", "q_value",
+            "p_outcome_exposed", "p_outcome_baseline", "n_exposed", "n_exposed_cases", "n_unexposed",
+            "n_unexposed_cases", "adj_odds_ratio", "adj_or_ci_low", "adj_or_ci_high", "adj_p_value", "score_p",
+            "score_q", "sd_odds_ratio", "sd_ci_low", "sd_ci_high")
 
 
 @dataclass(frozen=True)
@@ -56,10 +64,20 @@ class ReportData:
     interp: dict[FeatureKey, Row]
     stats: pd.DataFrame
     outcomes: pd.DataFrame  # outcome_id, name, window_years, n_eligible, n_cases
-    pages: frozenset[FeatureKey]
+    pages: frozenset[FeatureKey]  # features with a page (written, within the caps)
     surv: pd.DataFrame | None = None  # SURVIVAL rows
     curves: pd.DataFrame | None = None  # KM_CURVES rows
-    methods: pd.DataFrame | None = None  # ASSOCIATION_METHODS rows (topic, statement)
+    tables: ReportTables = field(default_factory=ReportTables)
+    cells: SmallCells = field(default_factory=SmallCells)
+    show_ids: bool = False
+    by_feature: Mapping[FeatureKey, pd.DataFrame] | None = None  # association rows of each page feature
+    methods: pd.DataFrame | None = None  # the associations' own statement of estimator and families
+
+    def feature_rows(self, key: FeatureKey) -> pd.DataFrame:
+        if self.by_feature is not None:
+            return self.by_feature.get(key, self.assoc.iloc[:0])
+        a = self.assoc
+        return a[(a["modality"] == key[0]) & (a["feature_id"] == key[1])]
 
 
 def page_name(modality: str, feature_id: int) -> str:
@@ -82,10 +100,11 @@ def build_data(
     cfg: ReportConfig,
     surv: pd.DataFrame | None = None,
     curves: pd.DataFrame | None = None,
+    tables: ReportTables | None = None,
 ) -> ReportData:
     """Normalise dtypes (nullable ints, NaN) and join labels onto associations. With a
     `split` column only the discovery rows are shown (ranks live there); `replicated`
-    carries the validation result."""
+    carries the validation result. Pages: the selected rows of `tables.pages`."""
     _require(assoc, _ASSOC_NEEDS, "associations")
     if "split" in assoc.columns:
         assoc = assoc[assoc["split"] == "discovery"]
@@ -95,30 +114,7 @@ def build_data(
     for c in _ASSOC_OPTIONAL:
         if c not in a.columns:
             a[c] = None
-    for c in (
-        "rank",
-        "n_ranked",
-        "n_tested",
-        "odds_ratio",
-        "or_ci_low",
-        "or_ci_high",
-        "p_value",
-        "q_value",
-        "p_outcome_exposed",
-        "p_outcome_baseline",
-        "n_exposed",
-        "n_exposed_cases",
-        "n_unexposed",
-        "n_unexposed_cases",
-        "adj_odds_ratio",
-        "adj_or_ci_low",
-        "adj_or_ci_high",
-        "adj_p_value",
-        "score_q",
-        "sd_odds_ratio",
-        "sd_ci_low",
-        "sd_ci_high",
-    ):
+    for c in _NUMERIC:
         a[c] = pd.to_numeric(a[c], errors="coerce").astype("float64")
     a["feature_id"] = a["feature_id"].astype("int64")
     a["modality"] = a["modality"].astype(str)
@@ -129,8 +125,14 @@ def build_data(
     s = stats.assign(
         modality=stats["modality"].astype(str), feature_id=stats["feature_id"].astype("int64")
     )
-    pages = _page_keys(a, cfg.top_per_outcome)
-    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves)
+    t = tables or ReportTables()
+    pages = t.pages[t.pages["selected"]] if t.pages is not None else pd.DataFrame(columns=["modality", "feature_id"])
+    keys = frozenset(zip(pages["modality"].astype(str), pages["feature_id"].astype(int), strict=True))
+    mine = a[a["feature_id"].isin({f for _, f in keys})]
+    groups = mine.groupby(["modality", "feature_id"], sort=False)
+    by = {(str(m), int(str(f))): g for (m, f), g in groups if (str(m), int(str(f))) in keys}
+    return ReportData(a, table, s, _outcome_table(outcomes, a), keys, surv, curves, t,
+                      SmallCells(cfg.small_cell), cfg.show_ids, by)
 
 
 def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
@@ -141,6 +143,11 @@ def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
     return out
 
 
+# n_excluded_followup: eligible event-free studies the binary analyses leave out for
+# follow-up shorter than the window (issue 16); the baseline is over the rest.
+OUTCOME_OPTIONAL = ("n_excluded_followup",)
+
+
 def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
     """Outcomes in their defined order, plus any that only appear in associations."""
     cols = ["outcome_id", "name", "window_years", "n_eligible", "n_cases"]
@@ -148,7 +155,8 @@ def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
     for c in cols:
         if c not in o.columns:
             o[c] = None
-    o = o[cols].assign(outcome_id=o["outcome_id"].astype(str))
+    keep = cols + [c for c in OUTCOME_OPTIONAL if c in o.columns]
+    o = o[keep].assign(outcome_id=o["outcome_id"].astype(str))
     extra = [x for x in pd.unique(assoc["outcome_id"]) if x not in set(o["outcome_id"])]
     if extra:
         o = pd.concat([o, pd.DataFrame({"outcome_id": extra, "name": extra})], ignore_index=True)
@@ -167,36 +175,28 @@ def normalise_reports(top: pd.DataFrame) -> pd.DataFrame:
     return t.dropna(subset=["feature_id"]).sort_values(["rank", "study_id"], na_position="last")
 
 
-def top_rows(assoc: pd.DataFrame, outcome_id: str, n: int) -> pd.DataFrame:
-    """An outcome's top rows, up to n per modality (ranks are within modality): ranked
-    rows by rank, then, when fewer than n are ranked, the best other tested rows by q- and
-    p-value, which the pages show as not ranked."""
-    g = assoc[
-        (assoc["outcome_id"] == outcome_id) & (assoc["rank"].notna() | assoc["p_value"].notna())
-    ]
-    g = g.sort_values(
-        ["modality", "rank", "q_value", "p_value", "feature_id"],
-        na_position="last",
-        kind="mergesort",
-    )
+def top_rows(rows: pd.DataFrame, n: int) -> pd.DataFrame:
+    """An outcome's top rows (`rows`: its associations), up to n per modality (ranks are
+    within modality): ranked rows by rank, then, when fewer than n are ranked, the best
+    other tested rows by q- and p-value, which the pages show as not ranked."""
+    g = rows[rows["rank"].notna() | rows["p_value"].notna()]
+    g = g.sort_values(["modality", "rank", "q_value", "p_value", "feature_id"], na_position="last", kind="mergesort")
     top = g.groupby("modality", sort=True).head(n)
-    return top.sort_values(
-        ["rank", "q_value", "p_value", "modality", "feature_id"],
-        na_position="last",
-        kind="mergesort",
-    )
-
-
-def _page_keys(assoc: pd.DataFrame, n: int) -> set[FeatureKey]:
-    ranked = assoc[assoc["rank"].notna()]
-    keys = set(zip(ranked["modality"], ranked["feature_id"].astype(int), strict=True))
-    for oid in pd.unique(assoc["outcome_id"]):
-        top = top_rows(assoc, oid, n)
-        keys |= set(zip(top["modality"], top["feature_id"].astype(int), strict=True))
-    return keys
+    return top.sort_values(["rank", "q_value", "p_value", "modality", "feature_id"], na_position="last",
+                           kind="mergesort")
 
 
 # ---------------------------------------------------------------- shared cells
+def anchor(outcome_id: str) -> str:
+    """Id of an outcome's section on the index."""
+    return "o-" + re.sub(r"[^A-Za-z0-9_-]", "_", str(outcome_id))
+
+
+def outcome_names(d: ReportData) -> dict[str, str]:
+    return {str(o): str(o) if missing(n) else str(n) for o, n in zip(d.outcomes["outcome_id"], d.outcomes["name"],
+                                                                        strict=True)}
+
+
 def feature_link(ctx: ReportData, modality: str, fid: int, prefix: str = "features/") -> str:
     text = f"{esc(modality)} #{int(fid)}"
     if (modality, int(fid)) in ctx.pages:
@@ -217,32 +217,77 @@ def replicated_text(r: Row) -> str:
     return DASH if missing(v) else ("yes" if bool(v) else "no")
 
 
-def heldout(row: Row | None) -> str:
-    """'0.91 (45/50 vs 3/150)': balanced accuracy, then held-out hits."""
+HELDOUT = ("n_heldout_top_hits", "n_heldout_top", "n_heldout_control_hits", "n_heldout_control")
+
+
+def heldout(row: Row | None, cells: SmallCells) -> str:
+    """'0.91 [0.84–0.95] (43/50 vs 7/150)': balanced accuracy, its 95% CI when the
+    interpretation has one, then held-out hits (small counts suppressed)."""
     if row is None or missing(row.get("heldout_balanced_accuracy")):
         return DASH
+    counts = tuple(row.get(c) for c in HELDOUT)
+    ci = ba_ci(row, cells)
     return (
-        f"{fixed2(row['heldout_balanced_accuracy'])} "
-        f'<span class="muted">({integer(row["n_heldout_top_hits"])}/'
-        f"{integer(row['n_heldout_top'])} vs {integer(row['n_heldout_control_hits'])}/"
-        f"{integer(row['n_heldout_control'])})</span>"
+        f"{cells.score(row['heldout_balanced_accuracy'], counts)}{f' [{ci}]' if ci else ''} "
+        f'<span class="muted">({cells.fraction(counts[0], counts[1])} vs '
+        f"{cells.fraction(counts[2], counts[3])})</span>"
     )
 
 
-def exposed_pct(r: Row) -> float | None:
-    n1, n0 = r["n_exposed"], r["n_unexposed"]
-    if missing(n1) or missing(n0) or (n1 + n0) == 0:
+BA_CI = (("ba_ci_low", "ba_ci_high"), ("heldout_ba_ci_low", "heldout_ba_ci_high"))  # Wilson 95% (issue 13)
+
+
+def ba_ci(row: Row, cells: SmallCells) -> str:
+    """The balanced accuracy's 95% CI from the interpretations artifact ('' when absent)."""
+    counts = tuple(row.get(c) for c in HELDOUT)
+    for lo, hi in BA_CI:
+        if not missing(row.get(lo)) and not missing(row.get(hi)):
+            return f"{cells.score(row[lo], counts)}–{cells.score(row[hi], counts)}"
+    return ""
+
+
+def ba_sort(row: Row | None, cells: SmallCells) -> Any:
+    """Sort key of a label score: the balanced accuracy as shown (rounded when suppressed)."""
+    if row is None or missing(row.get("heldout_balanced_accuracy")):
         return None
-    return float(n1) / float(n1 + n0)
+    return float(cells.score(row["heldout_balanced_accuracy"], tuple(row.get(c) for c in HELDOUT)).lstrip("≈"))
 
 
-def p_cell(r: Row, scale: float) -> str:
-    text = (
-        f'<span class="pbar">{pct(r["p_outcome_exposed"])} vs '
-        f"{pct(r['p_outcome_baseline'])}"
-        f"{bar(r['p_outcome_exposed'], r['p_outcome_baseline'], scale)}</span>"
-    )
-    return td(text, r["p_outcome_exposed"], "num")
+def ba_cell(row: Row | None, cells: SmallCells) -> str:
+    """Table cell of the balanced accuracy alone (the all-rows table)."""
+    if row is None:
+        return td(DASH, None, "num")
+    text = cells.score(row.get("heldout_balanced_accuracy"), tuple(row.get(c) for c in HELDOUT))
+    return td(text, ba_sort(row, cells), "num")
+
+
+def exposed_cell(r: Row, cells: SmallCells) -> str:
+    """'1,234 (12.3%)': exposed studies and their share of the eligible ones."""
+    n1, n0 = r["n_exposed"], r["n_unexposed"]
+    share, _ = cells.share(n1, n1 + n0 if not (missing(n1) or missing(n0)) else None)
+    return td(f"{cells.count(n1)} ({share})", cells.count_v(n1), "num")
+
+
+def cases_cell(r: Row, cells: SmallCells) -> str:
+    return td(cells.part(r["n_exposed_cases"], r["n_exposed"]), cells.count_v(r["n_exposed_cases"]), "num")
+
+
+def p_exposed(r: Row, cells: SmallCells) -> tuple[str, str]:
+    return cells.share(r["n_exposed_cases"], r["n_exposed"], r["p_outcome_exposed"])
+
+
+def p_baseline(r: Row, cells: SmallCells) -> tuple[str, str]:
+    k = r["n_exposed_cases"] + r["n_unexposed_cases"]
+    return cells.share(k, r["n_exposed"] + r["n_unexposed"], r["p_outcome_baseline"])
+
+
+def p_cell(r: Row, scale: float, cells: SmallCells) -> str:
+    """P(outcome | cohort) vs baseline with a bar pair; a suppressed share draws no bar."""
+    (t1, v1), (t0, _) = p_exposed(r, cells), p_baseline(r, cells)
+    k0, n0 = r["n_exposed_cases"] + r["n_unexposed_cases"], r["n_exposed"] + r["n_unexposed"]
+    b1 = None if cells.reveals(r["n_exposed_cases"], r["n_exposed"]) else r["p_outcome_exposed"]
+    b0 = None if cells.reveals(k0, n0) else r["p_outcome_baseline"]
+    return td(f'<span class="pbar">{t1} vs {t0}{bar(b1, b0, scale)}</span>', v1, "num")
 
 
 def p_scale(rows: pd.DataFrame) -> float:
