@@ -20,6 +20,7 @@ from data_contracts.interpret_config import LLMConfig as LLMConfig
 from data_contracts.report_config import FeatureRef as FeatureRef
 from data_contracts.report_config import ReportConfig as ReportConfig
 from data_contracts.report_config import ThumbnailConfig as ThumbnailConfig
+from data_contracts.runner_config import RunnerConfig
 from data_contracts.storage import is_url, normalise_root
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -315,6 +316,7 @@ class RunConfig(_Strict):
     survival: SurvivalConfig = SurvivalConfig()
     interpretation: InterpretConfig = InterpretConfig()
     report: ReportConfig = ReportConfig()
+    runner: RunnerConfig = RunnerConfig()  # where heavy tasks run (data_contracts/runner_config.py)
     # where the HTML report is published (folder or URL); default <store>/../report, or <store>/report
     # for a URL store
     report_dir: Path | str | None = None

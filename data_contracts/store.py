@@ -300,6 +300,7 @@ class ArtifactStore:
         if self.storage.local:
             base = self.storage.local_path(f"artifacts/{kind}")
             base.mkdir(parents=True, exist_ok=True)
+            stale = (base / version / MANIFEST).is_file()
             tmp = base / _temp_name(version)
             tmp.mkdir()
         else:  # staged locally, uploaded at commit
@@ -310,7 +311,7 @@ class ArtifactStore:
             yield w, out
             digest = self._write_manifest(w, kind, version, contract, inputs, params, code)
             if self.storage.local:
-                self._publish(tmp, base / version)
+                digest = self._publish(tmp, base / version, stale)
             else:
                 self._publish_remote(tmp, kind, version)
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -353,16 +354,27 @@ class ArtifactStore:
         return str(manifest["digest"])
 
     @staticmethod
-    def _publish(tmp: Path, final: Path) -> None:
-        """Rename into place; an existing (stale or damaged) version is moved aside first so
-        readers see either the old whole artifact or the new whole one, never a mix."""
-        if final.exists():
-            trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:8]}")
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+    def _publish(tmp: Path, final: Path, stale: bool) -> str:
+        """Rename into place; an existing (`stale`: there when writing began, damaged or
+        made from other inputs) version is moved aside first so readers see either the old
+        whole artifact or the new whole one, never a mix. If another writer commits the
+        same version meanwhile (two runs doing the same work at once), its artifact is kept
+        and ours dropped. Returns the digest now at `final`."""
+        try:
+            if (final / MANIFEST).is_file() and not stale:
+                raise FileExistsError(final)
+            if final.exists():
+                trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:8]}")
+                os.rename(final, trash)
+                os.rename(tmp, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.rename(tmp, final)
+        except OSError:
+            if not (final / MANIFEST).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        return str(json.loads((final / MANIFEST).read_text())["digest"])
 
     def _publish_remote(self, staged: Path, kind: str, version: str) -> None:
         """Commit on a store without rename. Parts and manifest go under a temporary

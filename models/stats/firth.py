@@ -99,7 +99,7 @@ class _Profile:
         if not len(cols):
             return np.zeros(0), np.zeros(0, bool)
         start = np.column_stack([self.gamma[cols], b])
-        # tol 1e-8 in the other coefficients leaves ~1e-16 in the deviance (quadratic there)
+        # tol 1e-8 in the other coefficients: the deviance is flat there, its error ~ info x 1e-16
         r = fit_batch(self.Z, self.y[:, cols], weights=self.W[:, cols], X=self.X[:, cols], firth=True,
                       start=start, fixed=b, tol=1e-8)
         self.gamma[cols[r.converged]] = r.params[r.converged, : self.Z.shape[1]]

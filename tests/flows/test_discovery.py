@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from flows.discovery import RunResult
-from tests.conftest import write_tiny_config
 
 
 def _artifact_dirs(store: Path) -> dict[str, float]:
@@ -35,16 +34,6 @@ def _check_prefect_artifact(index: Path) -> None:
     md = [a for a in arts if a.type == "markdown" and str(index) in str(a.data)]
     assert md, [a.data for a in arts]
     assert "Top hits" in str(md[0].data) and index.resolve().as_uri() in str(md[0].data)
-
-
-@pytest.fixture(scope="module")
-def local_run(prefect_harness: None, tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory
-              ) -> tuple[Path, RunResult]:
-    """One discovery run on a local store, shared by the tests of this module."""
-    from flows.discovery import discovery
-
-    config = write_tiny_config(tiny_cohort, tmp_path_factory.mktemp("local") / "run")
-    return config, discovery(str(config))
 
 
 @pytest.mark.prefect
