@@ -10,7 +10,8 @@ activations, image cohorts over a few CT volumes, top reports and survival curve
 outcome's top 3 hits, then renders through the same functions as the report task
 (`models.figures.build.report_tables`, `reports.html.render_report`). Prints one JSON object.
 
-    .venv/bin/python benchmarks/report_size.py [--demo-dir DIR | --skip-demo] [--features 8192 --outcomes 300]
+    .venv/bin/python benchmarks/report_size.py [--demo-dir DIR | --skip-demo] [--features 8192 --outcomes 300
+        --families 400]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from data_contracts.config import ReportConfig
-from models.figures.build import report_tables
+from models.figures.build import Families, report_tables
 from models.stats.screen import bh_qvalues
 from models.stats.survival import km_curve
 from reports.html import render_report
@@ -106,6 +107,24 @@ def associations(rng: np.random.Generator, n_f: int, n_o: int) -> pd.DataFrame:
     return df
 
 
+def with_families(rng: np.random.Generator, assoc: pd.DataFrame, n_fam: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`n_fam` families of 3 features (a parent and two others): each family tested like a
+    feature (its parent's rows as the family's) and ranked in its parent's place; its
+    members tested, not ranked (as the association stage ranks findings). FAMILIES rows."""
+    a = assoc.assign(unit="feature")
+    n_f = int(a["feature_id"].max()) + 1
+    ids = rng.permutation(n_f)[: 3 * n_fam].reshape(n_fam, 3)
+    parents = ids[:, 0]
+    fam = a[a["feature_id"].isin(parents)].assign(unit="family")
+    a.loc[a["feature_id"].isin(ids.ravel()), "rank"] = np.nan
+    fams = pd.DataFrame({"family_id": parents.astype(np.int32), "parent_feature": parents.astype(np.int32),
+                         "n_members": 3, "members": [list(map(int, r)) for r in ids],
+                         "member_link": [["parent", "nested", "direction"]] * n_fam,
+                         "member_containment": [[1.0, 0.8, 0.4]] * n_fam, "member_cosine": [[1.0, 0.3, 0.8]] * n_fam,
+                         "n_active": 400, "parent_coverage": 0.9, "mean_containment": 0.6, "mean_cosine": 0.55})
+    return pd.concat([a, fam], ignore_index=True), fams
+
+
 def volumes(folder: Path, n: int, rng: np.random.Generator) -> list[str]:
     """Abdominal-CT-like phantoms, 128 x 128 x 64 at 1.5 x 1.5 x 3 mm, with texture."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +152,7 @@ def survival(rng: np.random.Generator, assoc: pd.DataFrame) -> tuple[pd.DataFram
             t = rng.uniform(30, 1461, n1 + n0)
             ev = rng.uniform(size=n1 + n0) < np.r_[np.full(n1, 0.08), np.full(n0, 0.03)]
             d = pd.DataFrame({"time_days": t, "event": ev, "exposed": np.r_[np.ones(n1), np.zeros(n0)].astype(int)})
-            key = {k: h[k] for k in ("modality", "feature_id", "outcome_id")} | {"split": split}
+            key = {k: h[k] for k in ("modality", "unit", "feature_id", "outcome_id")} | {"split": split}
             curves.append(km_curve(d, 4 * 365.25).assign(**key))
             rows.append({**key, "rank": h["rank"], "window_years": 4.0, "n": n1 + n0, "n_exposed": n1,
                          "n_events": int(ev.sum()), "n_exposed_events": int(ev[:n1].sum()), "hazard_ratio": 2.6,
@@ -144,62 +163,71 @@ def survival(rng: np.random.Generator, assoc: pd.DataFrame) -> tuple[pd.DataFram
     return pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
 
 
-def synthetic_inputs(n_f: int, n_o: int, seed: int, work: Path) -> dict:
+def synthetic_inputs(n_f: int, n_o: int, seed: int, work: Path, n_fam: int) -> dict:
     rng = np.random.default_rng(seed)
     n_studies = 20_000
-    assoc = associations(rng, n_f, n_o)
-    terms = [list(rng.choice(WORDS, 6, replace=False)) for _ in range(n_f)]
+    assoc, fams = with_families(rng, associations(rng, n_f, n_o), n_fam)
+    units = pd.concat([pd.DataFrame({"unit": "feature", "feature_id": np.arange(n_f)}),
+                       pd.DataFrame({"unit": "family", "feature_id": fams["family_id"].astype(int)})],
+                      ignore_index=True)
+    n_u = len(units)
+    terms = [list(rng.choice(WORDS, 6, replace=False)) for _ in range(n_u)]
     interp = pd.DataFrame({
-        "modality": "image", "feature_id": np.arange(n_f), "label": ["; ".join(t[:3]) for t in terms],
-        "top_terms": terms, "term_scores": [sorted(rng.uniform(2, 8, 6), reverse=True) for _ in range(n_f)],
+        "modality": "image", "unit": units["unit"], "feature_id": units["feature_id"],
+        "label": ["; ".join(t[:3]) for t in terms],
+        "top_terms": terms, "term_scores": [sorted(rng.uniform(2, 8, 6), reverse=True) for _ in range(n_u)],
         "n_train_top": 100, "n_train_control": 300, "n_heldout_top": 100,
-        "n_heldout_top_hits": rng.integers(40, 99, n_f),
-        "n_heldout_control": 300, "n_heldout_control_hits": rng.integers(1, 60, n_f),
-        "heldout_balanced_accuracy": rng.uniform(0.6, 0.95, n_f), "flag": None})
+        "n_heldout_top_hits": rng.integers(40, 99, n_u),
+        "n_heldout_control": 300, "n_heldout_control_hits": rng.integers(1, 60, n_u),
+        "heldout_balanced_accuracy": rng.uniform(0.6, 0.95, n_u), "ba_ci_low": 0.5, "ba_ci_high": 0.97, "flag": None})
     k = 20
     acts = pd.DataFrame({"study_id": np.repeat([f"st{i}" for i in range(n_studies)], k),
                          "feature_id": rng.integers(0, n_f, n_studies * k).astype(np.int32),
                          "value": rng.gamma(2.0, 1.0, n_studies * k).astype(np.float32)})
-    counts = acts.groupby("feature_id").size().reindex(range(n_f), fill_value=0).to_numpy()
-    stats = pd.DataFrame({"modality": "image", "feature_id": np.arange(n_f), "n_studies": n_studies,
+    counts = acts.groupby("feature_id").size().reindex(units["feature_id"], fill_value=0).to_numpy()
+    stats = pd.DataFrame({"modality": "image", "unit": units["unit"], "feature_id": units["feature_id"],
+                          "n_studies": n_studies,
                           "n_active": counts, "frac_active": counts / n_studies, "mean_active": 2.0,
                           "max_value": 9.0, "threshold": 3.5, "cohort_size": np.maximum(counts // 10, 0),
                           "testable": counts >= 20, "flag": None})
     paths = volumes(work / "ct", 8, rng)
     study = [f"ct{i}" for i in range(len(paths))]
-    coh = pd.DataFrame([{"feature_id": f, "study_id": study[(f + r) % len(study)], "role": role, "value": 1.0,
-                         "rank": r} for f in range(n_f) for role, n in (("exposed", 4), ("control", 2))
-                        for r in range(1, n + 1)])
-    reports = pd.DataFrame([{"modality": "image", "feature_id": f, "study_id": f"st{r}", "rank": r, "value": 9.0 - r,
-                             "report_text": " ".join(rng.choice(WORDS, 220)).capitalize() + "."}
-                            for f in range(n_f) for r in range(1, 9)])
+    coh = pd.DataFrame([{"unit": u, "feature_id": f, "study_id": study[(f + r) % len(study)], "role": role,
+                         "value": 1.0, "rank": r} for u, f in units.itertuples(index=False)
+                        for role, n in (("exposed", 4), ("control", 2)) for r in range(1, n + 1)])
+    reports = pd.DataFrame([{"modality": "image", "unit": u, "feature_id": f, "study_id": f"st{r}", "rank": r,
+                             "value": 9.0 - r, "report_text": " ".join(rng.choice(WORDS, 220)).capitalize() + "."}
+                            for u, f in units.itertuples(index=False) for r in range(1, 9)])
     surv, curves = survival(rng, assoc)
     outcomes = pd.DataFrame({"outcome_id": [f"outcome_{o:03d}" for o in range(n_o)],
                              "name": [f"Outcome {o} (ICD-10 block)" for o in range(n_o)], "window_years": 4.0,
                              "n_eligible": 19_000, "n_cases": rng.integers(20, 900, n_o)})
-    return {"assoc": assoc, "interp": interp, "stats": stats, "acts": acts, "cohorts": coh,
+    fam_acts = acts[acts["feature_id"].isin(fams["family_id"])].rename(columns={"feature_id": "family_id"})
+    return {"assoc": assoc, "interp": interp, "stats": stats, "acts": acts, "cohorts": coh, "families": fams,
+            "family_acts": fam_acts,
             "paths": dict(zip(study, paths, strict=True)), "reports": reports, "surv": surv, "curves": curves,
             "outcomes": outcomes}
 
 
-def synthetic_part(n_f: int, n_o: int, seed: int, keep: Path | None = None) -> dict:
+def synthetic_part(n_f: int, n_o: int, seed: int, n_fam: int, keep: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="report_size_") as tmp:
         work = keep or Path(tmp)
         t0 = time.perf_counter()
-        x = synthetic_inputs(n_f, n_o, seed, work)
+        x = synthetic_inputs(n_f, n_o, seed, work, n_fam)
         t1 = time.perf_counter()
         cfg = ReportConfig()
         stats = x["stats"].drop(columns="modality")
         tables = report_tables(x["assoc"], cfg, 0.05, {"image": stats}, {"image": x["acts"]}, {"image": x["cohorts"]},
-                               x["paths"])
+                               x["paths"], families={"image": Families(x["families"], x["family_acts"])})
         t2 = time.perf_counter()
         render_report(work / "report", x["assoc"], x["interp"], x["stats"], x["reports"], x["outcomes"],
-                      {"run": "synthetic"}, cfg, x["surv"], x["curves"], tables)
+                      {"run": "synthetic"}, cfg, x["surv"], x["curves"], tables,
+                      families=x["families"].assign(modality="image"))
         t3 = time.perf_counter()
         s = sizes(work / "report")
         pages = tables.pages
-        return {"features": n_f, "outcomes": n_o, "pairs_per_split": n_f * n_o,
-                "ranked_pairs": int(x["assoc"]["rank"].notna().sum()), "features_eligible_for_a_page": len(pages),
+        return {"features": n_f, "families": n_fam, "outcomes": n_o, "pairs_per_split": (n_f + n_fam) * n_o,
+                "ranked_pairs": int(x["assoc"]["rank"].notna().sum()), "units_eligible_for_a_page": len(pages),
                 "page_cap": cfg.max_feature_pages, **s,
                 "total_vs_cap": round(s["total_bytes"] / CAPS["synthetic_total_bytes"], 4),
                 "max_page_vs_cap": round(s["max_feature_page_bytes"] / CAPS["feature_page_bytes"], 4),
@@ -212,13 +240,14 @@ def main() -> None:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--features", type=int, default=8192)
     ap.add_argument("--outcomes", type=int, default=300)
+    ap.add_argument("--families", type=int, default=400, help="feature families of 3 among the features")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", type=Path, help="write the synthetic report here (default: a temporary folder)")
     args = ap.parse_args()
     out: dict = {"caps": CAPS, "loadavg": os.getloadavg()}
     if not args.skip_demo:
         out["demo"] = demo_part(args.demo_dir)
-    out["synthetic"] = synthetic_part(args.features, args.outcomes, args.seed, args.keep)
+    out["synthetic"] = synthetic_part(args.features, args.outcomes, args.seed, args.families, args.keep)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(out, indent=1))
 

@@ -105,8 +105,39 @@ class Qwen3EmbeddingConfig(_Strict):
     dtype: DType = "auto"
 
 
+class PrecomputedConfig(_Strict):
+    """Embeddings computed elsewhere (Merlin or Qwen3-Embedding on another cluster, say): a
+    parquet file with `id_column` and the vector, either one list or fixed-size-list
+    column or one numeric column per dimension. The file's SHA-256 is the encoder identity,
+    so a changed file makes new embeddings. Either modality; relative paths resolve against
+    the run config's folder.
+
+    Columns: `vector_column` names a list column; `dim_prefix` selects the per-dimension
+    columns whose names start with it (file order); with neither, the file's one list
+    column, or else every numeric column other than the id. Rows are checked: an id that
+    is missing, null or repeated, a vector of another length than `dim` (default: the
+    fixed-size list's size, the number of dimension columns, or the first vector's length)
+    and non-finite values send the study to the quarantine table with the reason."""
+
+    name: Literal["precomputed"] = "precomputed"
+    path: Path
+    id_column: str = "study_id"
+    vector_column: str | None = None
+    dim_prefix: str | None = None
+    dim: int | None = Field(None, ge=1)
+    batch_rows: int = Field(65536, ge=1)  # rows read (and written) at a time
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> PrecomputedConfig:
+        if self.vector_column is not None and self.dim_prefix is not None:
+            raise ValueError("precomputed: set vector_column (a list column) or dim_prefix "
+                             "(one column per dimension), not both")
+        return self
+
+
 EncoderConfig = Annotated[
-    MiniLMConfig | CTRadiomicsConfig | MerlinConfig | Qwen3EmbeddingConfig, Field(discriminator="name")
+    MiniLMConfig | CTRadiomicsConfig | MerlinConfig | Qwen3EmbeddingConfig | PrecomputedConfig,
+    Field(discriminator="name"),
 ]
 
 _ENCODER_MODALITY = {"minilm": "report", "ct_radiomics": "image", "merlin": "image", "qwen3_embedding": "report"}
@@ -254,7 +285,15 @@ class AssociationConfig(_Strict):
     a split; "modality_outcome" is one family per (split, modality, outcome).
     Replicated: ranked in discovery, and in validation the adjusted log-OR has the same sign
     with p, corrected by `replication_method` (Holm or BH) over the pairs ranked for the same
-    (modality, outcome), below `replication_p`."""
+    (modality, outcome), below `replication_p`.
+
+    `binary_controls`: who may be a control (event-free) in the binary analyses.
+    "complete_followup" keeps only studies whose outcome status is known for the whole
+    window (followed to its end, or died within it without the outcome); event-free studies
+    lost to follow-up earlier are left out, so a short record is not taken for a non-case
+    (which would understate risk in the exposed and the baseline alike). Their number is in
+    each row (n_excluded_followup). "all" keeps every eligible event-free study, as
+    earlier versions did. Survival analyses censor them either way."""
 
     alpha: float = Field(0.05, gt=0, lt=1)  # BH false discovery rate for ranking
     min_exposed_cases: int = Field(3, ge=0)  # fewer exposed cases: flagged and not ranked
@@ -274,6 +313,7 @@ class AssociationConfig(_Strict):
     # Also fit outcome ~ standardised activation + age + sex (OR per SD) for the pairs
     # selected for exact fits; sd_* columns (NaN when off).
     or_per_sd: bool = False
+    binary_controls: Literal["complete_followup", "all"] = "complete_followup"
 
     @model_validator(mode="after")
     def _consistent(self) -> AssociationConfig:
@@ -364,17 +404,27 @@ class OutcomeDefinition(_Strict):
             raise ValueError(f"id '{v}' must be lower-case letters, digits, '_' or '-'")
         return v
 
+    @field_validator("codes")
+    @classmethod
+    def _codes_not_blank(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # A blank prefix would match every code: every patient would be a prior case.
+        if any(not c.strip() for c in v):
+            raise ValueError(f"codes {list(v)}: a blank code prefix matches every code")
+        return v
+
 
 class OutcomeDefinitions(_Strict):
     outcomes: tuple[OutcomeDefinition, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique(self) -> OutcomeDefinitions:
-        ids = [o.id for o in self.outcomes]
+    @field_validator("outcomes")
+    @classmethod
+    def _unique(cls, v: tuple[OutcomeDefinition, ...]) -> tuple[OutcomeDefinition, ...]:
+        ids = [o.id for o in v]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
-            raise ValueError(f"outcome ids must be unique; repeated: {dup}")
-        return self
+            where = [i for i, o in enumerate(ids) if o in dup]
+            raise ValueError(f"outcome ids must be unique; repeated: {dup} (entries {where})")
+        return v
 
 
 # ---------------------------------------------------------------- loading
@@ -390,11 +440,22 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _pydantic_error(path: Path, err: ValidationError) -> ContractError:
+    """Every problem listed; the first one's place as row (its index in a list, e.g. the
+    outcome) and column (the dotted field, e.g. 'cohort.percentile')."""
     lines = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"])
-        lines.append(f"  {loc or '<root>'}: {item['msg']} (found {item.get('input')!r})")
-    return ContractError(str(path), None, None, "invalid configuration:\n" + "\n".join(lines), "see the fields above")
+        lines.append(f"  {loc or '<root>'}: {item['msg']} (found {_short(item.get('input'))})")
+    first = err.errors()[0]["loc"] if err.errors() else ()
+    rows = [p for p in first if isinstance(p, int)]
+    column = ".".join(str(p) for p in first if not isinstance(p, int)) or None
+    return ContractError(str(path), rows[0] if rows else None, column,
+                         "invalid configuration:\n" + "\n".join(lines), "see the fields above")
+
+
+def _short(v: Any, limit: int = 80) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _resolve(base: Path, p: Path) -> Path:
@@ -415,6 +476,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     except ValidationError as e:
         raise _pydantic_error(path, e) from e
     base = path.parent.resolve()
+    modalities = tuple(_resolve_encoder_path(base, m) for m in cfg.modalities)
     inputs = InputsConfig(
         studies=_resolve(base, cfg.inputs.studies),
         events=_resolve(base, cfg.inputs.events),
@@ -425,7 +487,15 @@ def load_run_config(path: str | Path) -> RunConfig:
         report_dir = _resolve_location(base, cfg.report_dir)
     else:
         report_dir = f"{store}/report" if isinstance(store, str) else store.parent / "report"
-    return cfg.model_copy(update={"store": store, "inputs": inputs, "report_dir": report_dir})
+    return cfg.model_copy(update={"store": store, "inputs": inputs, "report_dir": report_dir,
+                                  "modalities": modalities})
+
+
+def _resolve_encoder_path(base: Path, m: ModalityConfig) -> ModalityConfig:
+    """A precomputed embeddings file named relative to the config's folder."""
+    if not isinstance(m.encoder, PrecomputedConfig):
+        return m
+    return m.model_copy(update={"encoder": m.encoder.model_copy(update={"path": _resolve(base, m.encoder.path)})})
 
 
 def load_outcome_definitions(path: str | Path) -> OutcomeDefinitions:

@@ -30,8 +30,11 @@ class ThumbnailConfig(_Strict):
 
 
 class FeatureRef(_Strict):
+    """A unit the report gives a page: a feature, or a family (`feature_id`: its parent's id)."""
+
     modality: Literal["report", "image"]
     feature_id: int = Field(ge=0)
+    unit: Literal["feature", "family"] = "feature"
 
 
 class ReportConfig(_Strict):
@@ -49,7 +52,7 @@ class ReportConfig(_Strict):
     show_ids: bool = False  # study identifiers in the report (top reports, thumbnails)
     pages: tuple[FeatureRef, ...] = ()  # features that get a page even when not ranked
     max_feature_pages: int = Field(500, ge=0)
-    max_page_rows: int = Field(30, ge=1)  # outcomes per feature page's table and forest plot
+    feature_page_rows: int = Field(30, ge=1)  # outcomes on a page: its table and forest plot (ranked first, then by p)
     max_page_curves: int = Field(4, ge=0)  # cumulative-incidence blocks per feature page
     max_plot_points: int = Field(4000, ge=100)  # Manhattan / volcano points (the rest as bands)
     max_report_chars: int = Field(4000, ge=200)  # longer report texts are cut on the page

@@ -97,12 +97,13 @@ EMBEDDINGS = Contract(
 # data_contracts/embedding_cache.py): a vector, or the reason the study could not be embedded.
 EMBEDDING_BATCH = Contract(
     name="embedding_batch",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("study_id", pa.string(), nullable=False),
             pa.field("embedding", pa.list_(pa.float32())),  # null when `error` is set
             pa.field("error", pa.string()),
+            pa.field("item_sha256", pa.string()),  # checksum of the text / image embedded
         ]
     ),
     required=("study_id",),
@@ -125,7 +126,7 @@ SAE_METRICS = Contract(
 _F64 = pa.float64()
 SAE_SWEEP = Contract(
     name="sae_sweep",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("run", pa.string(), nullable=False),  # version of the run's sae artifact
@@ -137,7 +138,6 @@ SAE_SWEEP = Contract(
             *(pa.field(f"{s}_{m}", _F64) for s in ("heldout", "train") for m in ("fvu", "mse", "l0", "dead_frac")),
             pa.field("heldout_prefix_fvu", pa.list_(_F64)),  # per prefix, Matryoshka only
             pa.field("heldout_freq_hist", pa.list_(_F64)),  # latents per log10 firing-frequency bin, -7..0
-            pa.field("samples_per_s", _F64),
             pa.field("steps", pa.int64()),
         ]
     ),
@@ -196,7 +196,7 @@ COHORTS = Contract(
 
 OUTCOME_LABELS = Contract(
     name="outcome_labels",
-    version="3",
+    version="4",
     schema=pa.schema(
         [
             pa.field("study_id", pa.string(), nullable=False),
@@ -207,6 +207,7 @@ OUTCOME_LABELS = Contract(
             pa.field("eligible", pa.bool_(), nullable=False),  # used in this analysis
             pa.field("event", pa.bool_(), nullable=False),  # first record within the window
             pa.field("time_days", pa.float64()),  # to event or censoring, capped at window
+            # status known for the whole window: event, followed to its end, or died in it
             pa.field("complete_followup", pa.bool_(), nullable=False),
             pa.field("competing_event", pa.bool_()),  # follow-up ended by death within the window
             pa.field("age_years", pa.float64()),
@@ -246,7 +247,7 @@ PAIR_KEY = (
 
 ASSOCIATIONS = Contract(
     name="associations",
-    version="4",
+    version="5",
     schema=pa.schema(
         [
             *PAIR_KEY,
@@ -263,6 +264,10 @@ ASSOCIATIONS = Contract(
             pa.field("q_value", pa.float64()),  # BH over every Fisher test of the split
             pa.field("p_bonferroni", pa.float64()),
             pa.field("n_adjusted", pa.int64()),  # eligible studies with age and sex
+            # event-free eligible studies left out of this 2x2 for follow-up shorter than the
+            # window (association.binary_controls: complete_followup; 0 under 'all')
+            pa.field("n_excluded_followup", pa.int64()),
+            pa.field("n_exposed_excluded_followup", pa.int64()),  # of them, in the cohort
             pa.field("score_p", pa.float64()),  # age+sex adjusted score test
             pa.field("score_q", pa.float64()),  # BH over every score test of the split
             pa.field("score_log_or", pa.float64()),  # one-step estimate U/V
@@ -396,11 +401,15 @@ INTERPRETATIONS = Contract(
 # ---------------------------------------------------------------- report tables
 # Everything a report figure shows, computed in models/figures and stored in the report
 # artifact beside the HTML: the page draws these numbers and nothing else.
-_FEATURE = (pa.field("modality", pa.string(), nullable=False), pa.field("feature_id", pa.int32(), nullable=False))
+# A page is about one unit: a feature, or a feature family (named by its parent feature's id;
+# issue 14); tables written before families lack `unit` and mean features.
+_UNIT = pa.field("unit", pa.string(), nullable=False)  # feature | family
+_FEATURE = (pa.field("modality", pa.string(), nullable=False), _UNIT,
+            pa.field("feature_id", pa.int32(), nullable=False))
 
 REPORT_PAGES = Contract(
     name="report_pages",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             *_FEATURE,
@@ -412,12 +421,12 @@ REPORT_PAGES = Contract(
             pa.field("selected", pa.bool_(), nullable=False),  # within report.max_feature_pages
         ]
     ),
-    required=("modality", "feature_id", "priority", "selected"),
+    required=("modality", "unit", "feature_id", "priority", "selected"),
 )
 
 ACTIVATION_HISTOGRAMS = Contract(
     name="activation_histograms",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             *_FEATURE,
@@ -427,15 +436,16 @@ ACTIVATION_HISTOGRAMS = Contract(
             pa.field("n_studies", pa.int64(), nullable=False),
         ]
     ),
-    required=("modality", "feature_id", "bin", "lo", "hi", "n_studies"),
+    required=("modality", "unit", "feature_id", "bin", "lo", "hi", "n_studies"),
 )
 
 MANHATTAN = Contract(
     name="manhattan",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("modality", pa.string(), nullable=False),
+            pa.field("unit", pa.string()),  # feature | family; null on band rows
             pa.field("feature_id", pa.int64()),  # null on band rows
             pa.field("outcome_id", pa.string(), nullable=False),
             pa.field("kind", pa.string(), nullable=False),  # point | band (pairs not drawn one by one)
@@ -467,7 +477,7 @@ FDR_CUTS = Contract(
 
 FOREST = Contract(
     name="forest",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             *_FEATURE,
@@ -479,14 +489,17 @@ FOREST = Contract(
             pa.field("adj_or_ci_high", pa.float64()),
             pa.field("rank", pa.float64()),  # discovery rank
             pa.field("n_outcomes", pa.int64(), nullable=False),  # outcomes tested for the feature
+            # on a family's page: the member feature this row is about, drawn under the
+            # family's own row of the same outcome; null: the page's unit itself
+            pa.field("member", pa.int32()),
         ]
     ),
-    required=("modality", "feature_id", "outcome_id", "split", "row", "n_outcomes"),
+    required=("modality", "unit", "feature_id", "outcome_id", "split", "row", "n_outcomes"),
 )
 
 THUMBNAILS = Contract(
     name="thumbnails",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             *_FEATURE,
@@ -500,7 +513,7 @@ THUMBNAILS = Contract(
             pa.field("error", pa.string()),
         ]
     ),
-    required=("modality", "feature_id", "role", "rank", "study_id", "view"),
+    required=("modality", "unit", "feature_id", "role", "rank", "study_id", "view"),
 )
 
 ALL_CONTRACTS: dict[str, Contract] = {

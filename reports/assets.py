@@ -80,6 +80,10 @@ svg.chart .one { stroke: #9aa6b2; stroke-dasharray: 3 3; }
 svg.chart .km-exposed { stroke: #c0392b; } svg.chart .km-unexposed { stroke: #2c3e50; }
 svg.chart .aj { stroke-dasharray: 4 2; stroke-width: 1.2; }
 svg.chart a:hover circle { stroke: #000; stroke-width: 1.5; fill-opacity: 1; }
+svg.chart path.fam { fill-opacity: .8; stroke: #111; stroke-width: .6; }
+svg.chart a:hover path.fam { stroke-width: 1.5; }
+svg.chart .mem { fill-opacity: .3; } svg.chart line.tie { stroke: #8a94a3; stroke-width: .6; }
+tr.member td { font-size: .92em; background: #fafafa; } tr.member td:nth-child(2) { padding-left: 18px; }
 .legend { font-size: 12px; color: var(--muted); } .legend i { display: inline-block; width: 10px; height: 10px;
   border-radius: 50%; margin: 0 4px 0 10px; vertical-align: -1px; }
 .legend i.m0 { background: #1f5fa8; } .legend i.m1 { background: #c2410c; } .legend i.m2 { background: #1a7f37; }

@@ -18,9 +18,9 @@ import pandas as pd
 from data_contracts.config import ReportConfig
 from data_contracts.report_tables import ReportTables
 from reports.cells import SmallCells
-from reports.templates import DASH, bar, esc, integer, missing, td
+from reports.templates import DASH, as_list, bar, esc, integer, missing, td
 
-FeatureKey = tuple[str, int]
+FeatureKey = tuple[str, str, int]  # (modality, unit, feature_id): a feature, or a family (its parent's id)
 Row = Mapping[Any, Any]  # one record of a DataFrame (to_dict("records"))
 _ASSOC_NEEDS = ("modality", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases", "n_unexposed",
                 "n_unexposed_cases")
@@ -72,17 +72,54 @@ class ReportData:
     show_ids: bool = False
     by_feature: Mapping[FeatureKey, pd.DataFrame] | None = None  # association rows of each page feature
     methods: pd.DataFrame | None = None  # the associations' own statement of estimator and families
+    stats_of: Mapping[FeatureKey, Row] = field(default_factory=dict)  # FEATURE_STATS row of each unit
+    families: Mapping[tuple[str, int], Row] = field(default_factory=dict)  # (modality, family_id) -> FAMILIES row
+    family_of: Mapping[tuple[str, int], int] = field(default_factory=dict)  # (modality, feature) -> its family
+    # Rows of the big tables split once by outcome and by unit: with hundreds of outcomes
+    # and pages, scanning every row (string compares) per outcome and page dominated.
+    parts: Mapping[tuple[str, Any], pd.DataFrame] = field(default_factory=dict)
+
+    def part(self, table: str, key: Any) -> pd.DataFrame | None:
+        """Rows of `table` (surv, curves, forest, histograms, thumbnails) for an outcome id
+        (surv, curves) or a unit key; None when the table is absent."""
+        src = self._source(table)
+        if src is None:
+            return None
+        return self.parts.get((table, key), src.iloc[:0])
+
+    def _source(self, table: str) -> pd.DataFrame | None:
+        return {"surv": self.surv, "curves": self.curves}.get(table, getattr(self.tables, table, None))
 
     def feature_rows(self, key: FeatureKey) -> pd.DataFrame:
         if self.by_feature is not None:
             return self.by_feature.get(key, self.assoc.iloc[:0])
         a = self.assoc
-        return a[(a["modality"] == key[0]) & (a["feature_id"] == key[1])]
+        return a[(a["modality"] == key[0]) & (a["unit"] == key[1]) & (a["feature_id"] == key[2])]
+
+    def stats_row(self, key: FeatureKey) -> Row | None:
+        return self.stats_of.get(key)
+
+    def members(self, modality: str, family_id: int) -> list[int]:
+        """A family's member features, parent first ([] for an unknown family)."""
+        return [int(m) for m in as_list((self.families.get((modality, int(family_id))) or {}).get("members"))]
 
 
-def page_name(modality: str, feature_id: int) -> str:
-    """File name of a feature page; the modality is reduced to safe characters."""
-    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', str(modality))}_{int(feature_id)}.html"
+def page_name(modality: str, unit: str, feature_id: int) -> str:
+    """File name of a feature or family page; the modality is reduced to safe characters."""
+    kind = "family_" if unit == "family" else ""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', str(modality))}_{kind}{int(feature_id)}.html"
+
+
+def unit_name(modality: str, unit: str, fid: int) -> str:
+    """'report #3' or 'report family #3' (a family is named by its parent feature)."""
+    return f"{modality} family #{int(fid)}" if unit == "family" else f"{modality} #{int(fid)}"
+
+
+def with_unit(df: pd.DataFrame) -> pd.DataFrame:
+    """Tables from before feature families have no `unit` column: their rows are features."""
+    if "unit" not in df.columns:
+        return df.assign(unit="feature")
+    return df.assign(unit=df["unit"].fillna("feature").astype(str)) if df["unit"].isna().any() else df
 
 
 # ---------------------------------------------------------------- inputs
@@ -101,16 +138,18 @@ def build_data(
     surv: pd.DataFrame | None = None,
     curves: pd.DataFrame | None = None,
     tables: ReportTables | None = None,
+    families: pd.DataFrame | None = None,
 ) -> ReportData:
     """Normalise dtypes (nullable ints, NaN) and join labels onto associations. With a
     `split` column only the discovery rows are shown (ranks live there); `replicated`
-    carries the validation result. Pages: the selected rows of `tables.pages`."""
+    carries the validation result. Pages: the selected rows of `tables.pages`.
+    `families`: FAMILIES rows with a modality column (None: no families)."""
     _require(assoc, _ASSOC_NEEDS, "associations")
     if "split" in assoc.columns:
         assoc = assoc[assoc["split"] == "discovery"]
     _require(interp, ("modality", "feature_id", "label"), "interpretations")
     _require(stats, ("modality", "feature_id", "testable"), "feature_stats")
-    a = assoc.copy()
+    a = with_unit(assoc).copy()
     for c in _ASSOC_OPTIONAL:
         if c not in a.columns:
             a[c] = None
@@ -121,25 +160,88 @@ def build_data(
     a["outcome_id"] = a["outcome_id"].astype(str)
     table = _interp_table(interp)
     labels = {k: v.get("label") for k, v in table.items()}
-    a["label"] = [labels.get((m, f)) for m, f in zip(a["modality"], a["feature_id"], strict=True)]
-    s = stats.assign(
-        modality=stats["modality"].astype(str), feature_id=stats["feature_id"].astype("int64")
-    )
+    a["label"] = [labels.get(k) for k in zip(a["modality"], a["unit"], a["feature_id"], strict=True)]
+    s = with_unit(stats)
+    s = s.assign(modality=s["modality"].astype(str), feature_id=s["feature_id"].astype("int64"))
     t = tables or ReportTables()
-    pages = t.pages[t.pages["selected"]] if t.pages is not None else pd.DataFrame(columns=["modality", "feature_id"])
-    keys = frozenset(zip(pages["modality"].astype(str), pages["feature_id"].astype(int), strict=True))
-    mine = a[a["feature_id"].isin({f for _, f in keys})]
-    groups = mine.groupby(["modality", "feature_id"], sort=False)
-    by = {(str(m), int(str(f))): g for (m, f), g in groups if (str(m), int(str(f))) in keys}
-    return ReportData(a, table, s, _outcome_table(outcomes, a), keys, surv, curves, t,
-                      SmallCells(cfg.small_cell), cfg.show_ids, by)
+    fams, family_of = _family_tables(families)
+    if t.pages is not None:
+        pages = with_unit(t.pages[t.pages["selected"]])
+        keys = frozenset(zip(pages["modality"].astype(str), pages["unit"].astype(str),
+                             pages["feature_id"].astype(int), strict=True))
+    else:
+        keys = frozenset(_default_pages(a, cfg.top_per_outcome, fams))
+    mine = a[a["feature_id"].isin({f for _, _, f in keys})]
+    groups = mine.groupby(UNIT_KEY, sort=False)
+    by = {(str(m), str(u), int(str(f))): g for (m, u, f), g in groups if (str(m), str(u), int(str(f))) in keys}
+    return ReportData(a, table, s, _outcome_table(outcomes, a), keys, with_unit(surv) if surv is not None else None,
+                      with_unit(curves) if curves is not None else None, t, SmallCells(cfg.small_cell), cfg.show_ids,
+                      by, stats_of=_stats_of(s), families=fams, family_of=family_of,
+                      parts=_parts(with_unit(surv) if surv is not None else None,
+                                   with_unit(curves) if curves is not None else None, t, keys))
+
+
+def _parts(surv: pd.DataFrame | None, curves: pd.DataFrame | None, t: ReportTables, keys: frozenset[FeatureKey]
+           ) -> dict[tuple[str, Any], pd.DataFrame]:
+    """Survival rows and discovery curves by outcome and by unit; figure tables by unit."""
+    out: dict[tuple[str, Any], pd.DataFrame] = {}
+    frames = {"surv": surv, "curves": None if curves is None else curves[curves["split"] == "discovery"]}
+    for name, df in frames.items():
+        if df is None or df.empty:
+            continue
+        out |= {(name, str(o)): g for o, g in df.groupby("outcome_id", sort=False)}
+        out |= {(name, _unit_key(k)): g for k, g in df.groupby(UNIT_KEY, sort=False)}
+    for name in ("forest", "histograms", "thumbnails"):
+        df = getattr(t, name)
+        if df is not None and not df.empty:
+            out |= {(name, _unit_key(k)): g for k, g in with_unit(df).groupby(UNIT_KEY, sort=False)
+                    if _unit_key(k) in keys}
+    return out
+
+
+def _unit_key(k: Any) -> FeatureKey:
+    return (str(k[0]), str(k[1]), int(k[2]))
+
+
+def _stats_of(s: pd.DataFrame) -> dict[FeatureKey, Row]:
+    """Each unit's FEATURE_STATS row, looked up once (pages read it by key)."""
+    return {(str(r["modality"]), str(r["unit"]), int(r["feature_id"])): r for r in s.to_dict("records")}
+
+
+UNIT_KEY = ["modality", "unit", "feature_id"]
+
+
+def _default_pages(a: pd.DataFrame, n: int, families: Mapping[tuple[str, int], Row]) -> set[FeatureKey]:
+    """Pages without a pages table (models/figures.page_features makes one): every ranked
+    unit, each outcome's top rows, and the members of those families."""
+    def keys(rows: pd.DataFrame) -> set[FeatureKey]:
+        return set(zip(rows["modality"], rows["unit"], rows["feature_id"].astype(int), strict=True))
+
+    out = keys(a[a["rank"].notna()])
+    for _, rows in a.groupby("outcome_id", sort=False):
+        out |= keys(top_rows(rows, n))
+    out |= {(m, "feature", int(f)) for (m, u, fid) in list(out) if u == "family"
+            for f in as_list((families.get((m, fid)) or {}).get("members"))}
+    return out
+
+
+def _family_tables(families: pd.DataFrame | None) -> tuple[dict[tuple[str, int], Row], dict[tuple[str, int], int]]:
+    """(modality, family_id) -> FAMILIES row, and (modality, member feature) -> its family."""
+    fams: dict[tuple[str, int], Row] = {}
+    family_of: dict[tuple[str, int], int] = {}
+    for row in ([] if families is None else families.to_dict("records")):
+        m, fid = str(row["modality"]), int(row["family_id"])
+        fams[(m, fid)] = row
+        for member in as_list(row.get("members")):
+            family_of[(m, int(member))] = fid
+    return fams, family_of
 
 
 def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
-    """(modality, feature_id) -> its interpretation record."""
+    """(modality, unit, feature_id) -> its interpretation record."""
     out: dict[FeatureKey, Row] = {}
-    for row in interp.to_dict("records"):
-        out[(str(row["modality"]), int(row["feature_id"]))] = row
+    for row in with_unit(interp).to_dict("records"):
+        out[(str(row["modality"]), str(row["unit"]), int(row["feature_id"]))] = row
     return out
 
 
@@ -164,15 +266,16 @@ def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
 
 
 def normalise_reports(top: pd.DataFrame) -> pd.DataFrame:
-    cols = ["modality", "feature_id", "study_id", "rank", "value", "report_text"]
-    t = top.copy()
+    cols = ["modality", "unit", "feature_id", "study_id", "rank", "value", "report_text"]
+    t = with_unit(top)
     for c in cols:
         if c not in t.columns:
             t[c] = None
     t = t[cols].assign(modality=t["modality"].astype(str))
     t["feature_id"] = pd.to_numeric(t["feature_id"], errors="coerce")
     t["rank"] = pd.to_numeric(t["rank"], errors="coerce")
-    return t.dropna(subset=["feature_id"]).sort_values(["rank", "study_id"], na_position="last")
+    t = t.dropna(subset=["feature_id"])
+    return t.astype({"feature_id": "int64"}).sort_values(["rank", "study_id"], na_position="last")
 
 
 def top_rows(rows: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -180,9 +283,10 @@ def top_rows(rows: pd.DataFrame, n: int) -> pd.DataFrame:
     within modality): ranked rows by rank, then, when fewer than n are ranked, the best
     other tested rows by q- and p-value, which the pages show as not ranked."""
     g = rows[rows["rank"].notna() | rows["p_value"].notna()]
-    g = g.sort_values(["modality", "rank", "q_value", "p_value", "feature_id"], na_position="last", kind="mergesort")
+    g = g.sort_values(["modality", "rank", "q_value", "p_value", "unit", "feature_id"], na_position="last",
+                      kind="mergesort")
     top = g.groupby("modality", sort=True).head(n)
-    return top.sort_values(["rank", "q_value", "p_value", "modality", "feature_id"], na_position="last",
+    return top.sort_values(["rank", "q_value", "p_value", "modality", "unit", "feature_id"], na_position="last",
                            kind="mergesort")
 
 
@@ -197,10 +301,11 @@ def outcome_names(d: ReportData) -> dict[str, str]:
                                                                         strict=True)}
 
 
-def feature_link(ctx: ReportData, modality: str, fid: int, prefix: str = "features/") -> str:
-    text = f"{esc(modality)} #{int(fid)}"
-    if (modality, int(fid)) in ctx.pages:
-        return f'<a href="{esc(prefix + page_name(modality, fid))}">{text}</a>'
+def feature_link(ctx: ReportData, modality: str, unit: str, fid: int, prefix: str = "features/") -> str:
+    """The unit's name, linking its page when it has one."""
+    text = esc(unit_name(modality, unit, fid))
+    if (modality, unit, int(fid)) in ctx.pages:
+        return f'<a href="{esc(prefix + page_name(modality, unit, fid))}">{text}</a>'
     return text
 
 

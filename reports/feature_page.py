@@ -25,16 +25,18 @@ from reports.context import (
     ba_ci,
     cases_cell,
     exposed_cell,
+    feature_link,
     flag_html,
     heldout,
     outcome_names,
     p_cell,
     p_scale,
     rank_text,
+    unit_name,
 )
 from reports.feature_plots import forest_svg, histogram_svg, thumbnails_html
 from reports.survival import feature_survival
-from reports.templates import as_list, esc, fixed2, kv, missing, num, or_ci, page, pval, td
+from reports.templates import as_list, esc, fixed2, kv, missing, num, or_ci, page, pct, pval, td
 
 EVIDENCE_STEPS = (1.0, 0.5, 0.25, 0.0)  # share of reports and thumbnails kept while a page is too big
 
@@ -52,11 +54,12 @@ def fit_feature_page(d: ReportData, key: FeatureKey, reports: pd.DataFrame, run_
 
 def feature_html(d: ReportData, key: FeatureKey, reports: pd.DataFrame, run_info: Mapping[str, str],
                  cfg: ReportConfig, share: float = 1.0) -> str:
-    """The full page for one (modality, feature_id); `share` of its evidence kept."""
-    modality, fid = key
+    """The full page for one (modality, unit, feature_id), a feature or a family; `share`
+    of its evidence kept."""
+    modality, unit, fid = key
     interp = d.interp.get(key)
     label = None if interp is None else interp.get("label")
-    title = f"{modality} feature #{fid}"
+    title = unit_name(modality, unit, fid) if unit == "family" else f"{modality} feature #{fid}"
     n_reports = int(cfg.n_top_reports * share)
     trimmed = "" if share == 1.0 else (
         f'<p class="capnote">Evidence trimmed to {int(share * 100)}% to keep this page under '
@@ -64,11 +67,14 @@ def feature_html(d: ReportData, key: FeatureKey, reports: pd.DataFrame, run_info
     body = (
         '<p class="noprint"><a href="../index.html">← all results</a></p>'
         f'<h1>{esc(title)}</h1><p class="score"><b>{esc(label)}</b></p>{trimmed}'
+        + _family_note(d, key)
         + _interpretation(interp, d)
+        + _members(d, key)
         + _activation(d, key)
         + _forest(d, key)
-        + feature_survival(d.surv, d.curves, key, outcome_names(d), d.cells, cfg.max_page_curves)
-        + _associations(d, key, cfg.max_page_rows)
+        + feature_survival(d.part("surv", key), d.part("curves", key), key, outcome_names(d), d.cells,
+                           cfg.max_page_curves)
+        + _associations(d, key, cfg.feature_page_rows)
         + _thumbnails(d, key, cfg, share)
         + _reports(reports, interp, n_reports, cfg.max_report_chars, d.show_ids)
     )
@@ -82,6 +88,56 @@ def footer_html(run_info: Mapping[str, str]) -> str:
 
 
 # ---------------------------------------------------------------- sections
+def _family_note(d: ReportData, key: FeatureKey) -> str:
+    """On a member feature's page: the family it belongs to."""
+    modality, unit, fid = key
+    fam = d.family_of.get((modality, fid)) if unit == "feature" else None
+    if fam is None:
+        return ""
+    return f'<p>Member of {feature_link(d, modality, "family", fam, "")}.</p>'
+
+
+MEMBER_HEAD = ('<thead><tr><th>Feature</th><th>Joined as</th><th>Label</th><th class="num">Active studies</th>'
+               '<th class="num">P(parent | member)</th><th class="num">Decoder cosine to parent</th></tr></thead>')
+
+
+def _members(d: ReportData, key: FeatureKey) -> str:
+    """A family's member features: how each joined, its label and activation counts."""
+    modality, unit, fid = key
+    fam = d.families.get((modality, fid)) if unit == "family" else None
+    if fam is None:
+        return ""
+    cols = [as_list(fam.get(c)) for c in ("members", "member_link", "member_containment", "member_cosine")]
+    n = len(cols[0])
+    cols = [c + [None] * (n - len(c)) for c in cols]
+    rows = []
+    for m, link, c, cos in zip(*cols, strict=True):
+        st = d.stats_row((modality, "feature", int(m))) or {}
+        rows.append("<tr>" + td(feature_link(d, modality, "feature", int(m), ""), m, "nowrap") + td(esc(link))
+                    + td(esc((d.interp.get((modality, "feature", int(m))) or {}).get("label")), cls="label")
+                    + td(d.cells.count(st.get("n_active")), d.cells.count_v(st.get("n_active")), "num")
+                    + _containment(d, c, st.get("n_active")) + td(fixed2(cos), cos, "num") + "</tr>")
+    note = (f'<p class="note">Parent: feature #{int(fam["parent_feature"])}. Any member fires on '
+            f'{d.cells.count(fam.get("n_active"))} studies; the parent on '
+            f'{d.cells.share(_times(fam.get("parent_coverage"), fam.get("n_active")), fam.get("n_active"))[0]} of '
+            "them. The family's activation is the length of its members' share of the reconstruction; its cohort "
+            "follows the same top-percentile rule as a feature's, and it is tested and ranked as one finding (its "
+            "members are tested and counted, not ranked).</p>")
+    return f'<h2>Member features</h2>{note}<table class="sortable">{MEMBER_HEAD}<tbody>{"".join(rows)}</tbody></table>'
+
+
+def _times(share: Any, n: Any) -> Any:
+    return None if missing(share) or missing(n) else round(float(share) * float(n))
+
+
+def _containment(d: ReportData, c: Any, n_active: Any) -> str:
+    """P(parent | member), a share of the member's active studies: suppressed like one."""
+    if missing(c) or missing(n_active):
+        return td(pct(c), c, "num")
+    text, key = d.cells.share(round(float(c) * float(n_active)), n_active, c)
+    return td(text, key, "num")
+
+
 def _interpretation(row: Row | None, d: ReportData) -> str:
     if row is None:
         return "<h2>Interpretation</h2><p>No interpretation for this feature.</p>"
@@ -127,11 +183,9 @@ def _provenance(row: Row) -> str:
 
 
 def _activation(d: ReportData, key: FeatureKey) -> str:
-    s = d.stats
-    rows = s[(s["modality"] == key[0]) & (s["feature_id"] == key[1])].to_dict("records")
-    if not rows:
+    r, c = d.stats_row(key), d.cells
+    if r is None:
         return "<h2>Activation</h2><p>No activation statistics.</p>"
-    r, c = rows[0], d.cells
     share, _ = c.share(r.get("n_active"), r.get("n_studies"), r.get("frac_active"))
     items = {
         "studies": c.count(r.get("n_studies")),
@@ -143,9 +197,8 @@ def _activation(d: ReportData, key: FeatureKey) -> str:
         "testable": "yes" if bool(r.get("testable")) else "no",
         "flag": flag_html(r.get("flag")) or "–",
     }
-    h = d.tables.histograms
-    hist = "" if h is None else histogram_svg(h[(h["modality"] == key[0]) & (h["feature_id"] == key[1])],
-                                              r.get("threshold"), c)
+    h = d.part("histograms", key)
+    hist = "" if h is None else histogram_svg(h, r.get("threshold"), c)
     fig = (f"<figure>{hist}<figcaption>Activation over all studies; dashed: the exposed cohort's threshold. "
            "Hatched bars: fewer than "
            f"{c.limit} studies (drawn at that height).</figcaption></figure>") if hist else ""
@@ -153,15 +206,15 @@ def _activation(d: ReportData, key: FeatureKey) -> str:
 
 
 def _forest(d: ReportData, key: FeatureKey) -> str:
-    f = d.tables.forest
-    if f is None:
-        return ""
-    rows = f[(f["modality"] == key[0]) & (f["feature_id"] == key[1])]
-    if rows.empty:
+    rows = d.part("forest", key)
+    if rows is None or rows.empty:
         return ""
     n_out = int(rows["n_outcomes"].iloc[0])
-    n_rows = rows["row"].nunique()
+    own = rows[rows["member"].isna()] if "member" in rows.columns else rows
+    n_rows = own["row"].nunique()
     more = "" if n_rows == n_out else f" Shown: {n_rows} of {n_out} outcomes (ranked first, then by p)."
+    if len(own) < len(rows):
+        more += " Under each outcome: the family's member features (↳)."
     return (f"<h2>Adjusted odds ratios across outcomes</h2><figure>{forest_svg(rows, outcome_names(d))}"
             "<figcaption>Age+sex adjusted OR with 95% CI per outcome, discovery (dark) beside validation (orange) "
             f"half of the patients; (#r): rank in discovery.{esc(more)}</figcaption></figure>")
@@ -202,10 +255,9 @@ def _assoc_row(r: Row, names: Mapping[str, str], scale: float, d: ReportData) ->
 
 
 def _thumbnails(d: ReportData, key: FeatureKey, cfg: ReportConfig, share: float) -> str:
-    t = d.tables.thumbnails
-    if t is None:
+    rows = d.part("thumbnails", key)
+    if rows is None:
         return ""
-    rows = t[(t["modality"] == key[0]) & (t["feature_id"] == key[1])]
     keep = ((rows["role"] == "exposed") & (rows["rank"] <= round(cfg.thumbnails.n_top * share))) | (
         (rows["role"] == "control") & (rows["rank"] <= round(cfg.thumbnails.n_control * share)))
     html = thumbnails_html(rows[keep], d.show_ids, cfg.thumbnails.hu_window)
@@ -235,10 +287,22 @@ def _report_head(r: Row, show_ids: bool) -> str:
 def _report_text(text: Any, marker: re.Pattern[str] | None, max_chars: int) -> str:
     if missing(text) or not str(text):
         return '<span class="muted">(no report text)</span>'
-    s = str(text)
-    cut = len(s) > max_chars
-    shown = _mark(esc(s[:max_chars]), marker)
-    return shown + (f' <span class="muted">… ({len(s) - max_chars:,} more characters)</span>' if cut else "")
+    s, limit = str(text), min(max_chars, EXCERPT_CHARS)
+    if len(s) <= limit:
+        return _mark(esc(s), marker)
+    note = report_excerpt(s, limit)[limit:].lstrip("\n")
+    return f'{_mark(esc(s[:limit]), marker)}\n<span class="muted">{esc(note)}</span>'
+
+
+EXCERPT_CHARS = 20_000  # the most of one report a page shows, whatever report.max_report_chars says
+
+
+def report_excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The report text, cut at `limit` characters with a note saying how long it was (a
+    malformed export can put megabytes in one report; the artifacts keep it whole)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… (excerpt: {limit:,} of {len(text):,} characters)"
 
 
 def _term_pattern(terms: list[Any]) -> re.Pattern[str] | None:

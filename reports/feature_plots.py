@@ -86,7 +86,8 @@ def _ci_mark(r: Mapping, sx: Scale, y: float) -> str:
 
 def forest_svg(rows: pd.DataFrame, names: Mapping[str, str]) -> str:
     """One row per outcome; discovery (dark) and validation (orange) panels side by side on
-    one log-OR axis; ranked outcomes in bold with their rank."""
+    one log-OR axis; ranked outcomes in bold with their rank. On a family's page each
+    outcome's row is followed by its member features' rows ("↳ #id", faint)."""
     if rows.empty:
         return ""
     order = rows.drop_duplicates("row").sort_values("row")
@@ -101,14 +102,20 @@ def forest_svg(rows: pd.DataFrame, names: Mapping[str, str]) -> str:
         ticks = [math.log(v) for v in (0.1, 0.25, 0.5, 1, 2, 4, 10, 25, 100) if sx.d0 <= math.log(v) <= sx.d1]
         axis = x_axis(sx, ticks, bottom, [f"{math.exp(t):g}" for t in ticks])
         parts.append(f'<g class="{"val" if i else "disc"}">{axis}</g>')
-    by = {(r["outcome_id"], r["split"]): r for r in rows.to_dict("records")}
+    by = {(r["row"], r["split"]): r for r in rows.to_dict("records")}
     for k, r in enumerate(order.to_dict("records")):
         y = top + 16 * k + 8
-        name = names.get(r["outcome_id"], r["outcome_id"])
-        label = (name if len(name) <= 30 else name[:29] + "…") + ("" if missing(r["rank"]) else f" (#{int(r['rank'])})")
-        parts.append(text(name_w - 8, y + 3.5, label, "lbl" if not missing(r["rank"]) else "small", "end"))
+        member = r.get("member")
+        if member is not None and not missing(member):
+            label, cls = f"↳ feature #{int(member)}", "small"
+        else:
+            name = names.get(r["outcome_id"], r["outcome_id"])
+            label = (name if len(name) <= 30 else name[:29] + "…") + (
+                "" if missing(r["rank"]) else f" (#{int(r['rank'])})")
+            cls = "lbl" if not missing(r["rank"]) else "small"
+        parts.append(text(name_w - 8, y + 3.5, label, cls, "end"))
         for sx, split in zip(scales, ("discovery", "validation"), strict=True):
-            mark = _ci_mark(by.get((r["outcome_id"], split), {}), sx, y)
+            mark = _ci_mark(by.get((r["row"], split), {}), sx, y)
             parts.append(f'<g class="val">{mark}</g>' if split == "validation" else mark)
     return svg(width, bottom + 22, "".join(parts), "forest plot of adjusted odds ratios")
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from data_contracts.config import ReportConfig
 from data_contracts.report_tables import ReportTables
 from reports.assets import CSS, JS, write_assets
-from reports.context import ReportData, build_data, normalise_reports, page_name
+from reports.context import UNIT_KEY, FeatureKey, ReportData, build_data, normalise_reports, page_name, with_unit
 from reports.feature_page import fit_feature_page
 from reports.index_sections import index_html
 
@@ -41,20 +42,22 @@ def render_report(
     km_curves: pd.DataFrame | None = None,
     tables: ReportTables | None = None,
     methods: pd.DataFrame | None = None,
+    families: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Write `index.html`, `assets/` and `features/<modality>_<feature_id>.html` for the
-    selected page features of `tables.pages` that fit the size caps. Returns the written
-    pages, index first."""
+    """Write `index.html`, `assets/` and `features/<modality>_[family_]<id>.html` for the
+    selected page units of `tables.pages` that fit the size caps. `families`: FAMILIES rows
+    with a modality column. Returns the written pages, index first."""
     out_dir = Path(out_dir)
     data = dataclasses.replace(
-        build_data(associations, interpretations, feature_stats, outcomes, cfg, survival, km_curves, tables),
+        build_data(associations, interpretations, feature_stats, outcomes, cfg, survival, km_curves, tables,
+                   families),
         methods=methods)
     (out_dir / "features").mkdir(parents=True, exist_ok=True)
     write_assets(out_dir)
     budget = int(cfg.max_total_mb * 1e6) - len(CSS.encode()) - len(JS.encode())
     budget -= len(index_html(data, run_info, cfg).encode())  # the final index has no more links than this one
     reports = normalise_reports(top_reports)
-    by_key = dict(tuple(reports.groupby(["modality", "feature_id"], sort=False))) if len(reports) else {}
+    by_key = {_as_key(k): g for k, g in reports.groupby(UNIT_KEY, sort=False)}
     written, kept = [], []
     for key in _page_order(data):
         text = fit_feature_page(data, key, by_key.get(key, reports.iloc[:0]), run_info, cfg).encode()
@@ -71,10 +74,14 @@ def render_report(
     return [index, *written]
 
 
-def _page_order(d: ReportData) -> list[tuple[str, int]]:
-    """Selected page features in the pages table's priority order."""
+def _as_key(k: Any) -> FeatureKey:
+    return (str(k[0]), str(k[1]), int(k[2]))
+
+
+def _page_order(d: ReportData) -> list[FeatureKey]:
+    """Selected page units in the pages table's priority order."""
     p = d.tables.pages
     if p is None:
         return sorted(d.pages)
-    p = p[p["selected"]].sort_values("priority", kind="mergesort")
-    return [(str(m), int(f)) for m, f in zip(p["modality"], p["feature_id"], strict=True)]
+    p = with_unit(p[p["selected"]]).sort_values("priority", kind="mergesort")
+    return [(str(m), str(u), int(f)) for m, u, f in zip(p["modality"], p["unit"], p["feature_id"], strict=True)]

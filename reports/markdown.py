@@ -26,19 +26,21 @@ def md_text(x: Any, limit: int = 80) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def summary_markdown(hits: pd.DataFrame, names: Mapping[str, str], labels: Mapping[tuple[str, int], Any],
+def summary_markdown(hits: pd.DataFrame, names: Mapping[str, str], labels: Mapping[tuple[str, str, int], Any],
                      cells: SmallCells, title: str) -> str:
     """A Markdown table of `hits` (pages.HIT_COLUMNS rows): outcome, rank, feature, label,
-    exposed cases, adjusted OR, adjusted q, replicated."""
-    head = ["| Outcome | Rank | Feature | Label | Exposed cases | Adjusted OR (95% CI) | Adjusted q | Replicated |",
+    exposed cases, adjusted OR, adjusted q, replicated. `labels`: (modality, unit, id) -> label."""
+    head = ["| Outcome | Rank | Feature / family | Label | Exposed cases | Adjusted OR (95% CI) | Adjusted q "
+            "| Replicated |",
             "|---|---:|---|---|---:|---:|---:|---|"]
     rows = []
     for r in hits.to_dict("records"):
-        key = (str(r["modality"]), int(r["feature_id"]))
+        unit = "feature" if missing(r.get("unit")) else str(r["unit"])
+        key = (str(r["modality"]), unit, int(r["feature_id"]))
         rep = r.get("replicated")
         rows.append("| " + " | ".join([
             md_text(names.get(str(r["outcome_id"]), r["outcome_id"])), f"{int(r['rank'])} of {md_text(r['n_tested'])}",
-            f"{md_text(key[0])} #{key[1]}", md_text(labels.get(key)),
+            f"{md_text(key[0])}{' family' if unit == 'family' else ''} #{key[2]}", md_text(labels.get(key)),
             cells.part_plain(r["n_exposed_cases"], r["n_exposed"]),
             or_ci(r["adj_odds_ratio"], r["adj_or_ci_low"], r["adj_or_ci_high"]), pval(r["score_q"]),
             DASH if missing(rep) else ("yes" if bool(rep) else "no")]) + " |")

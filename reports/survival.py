@@ -16,12 +16,13 @@ from typing import Any
 import pandas as pd
 
 from reports.cells import SmallCells
+from reports.context import with_unit
 from reports.svg import Scale, f1, nice_ticks, svg, text, title, x_axis, y_axis
 from reports.templates import esc, missing, or_ci, pct, pval, td
 
 W, H, LEFT, TOP, BOTTOM = 340, 170, 40, 8, 140
 GROUPS = ("exposed", "unexposed")
-Link = Callable[[str, int], str]
+Link = Callable[[str, str, int], str]  # (modality, unit, feature_id) -> the unit's cell
 
 
 def _hr(r: Mapping) -> str:
@@ -116,11 +117,12 @@ def _hidden(r: Mapping, cells: SmallCells) -> set[str]:
 
 def _rows(disc: pd.DataFrame, val: pd.DataFrame, curves: pd.DataFrame, first: Callable[[dict], str],
           cells: SmallCells, aj: bool) -> str:
-    by_hit = dict(tuple(curves.groupby(["modality", "feature_id", "outcome_id"], sort=False))) if len(curves) else {}
-    vi = val.set_index(["modality", "feature_id", "outcome_id"]) if len(val) else None
+    key_cols = ["modality", "unit", "feature_id", "outcome_id"]
+    by_hit = dict(tuple(curves.groupby(key_cols, sort=False))) if len(curves) else {}
+    vi = val.set_index(key_cols) if len(val) else None
     rows = []
     for r in disc.to_dict("records"):
-        key = (r["modality"], r["feature_id"], r["outcome_id"])
+        key = (r["modality"], r["unit"], r["feature_id"], r["outcome_id"])
         v = vi.loc[[key]].iloc[0].to_dict() if vi is not None and key in vi.index else {}
         c = by_hit.get(key, curves.iloc[:0])
         rows.append(
@@ -160,37 +162,41 @@ def _has_aj(surv: pd.DataFrame) -> bool:
 def _split(surv: pd.DataFrame | None, mask: Callable[[pd.DataFrame], pd.Series]) -> tuple[pd.DataFrame, pd.DataFrame]:
     if surv is None or surv.empty:
         return pd.DataFrame(), pd.DataFrame()
+    surv = with_unit(surv)
     s = surv[mask(surv)]
     return s[s["split"] == "discovery"], s[s["split"] == "validation"]
 
 
 def survival_section(surv: pd.DataFrame | None, curves: pd.DataFrame | None, outcome_id: str, link: Link,
                      cells: SmallCells) -> str:
-    """The outcome's time-to-event block on the index; `link(modality, feature_id)`."""
+    """The outcome's time-to-event block on the index; `link(modality, unit, feature_id)`."""
     disc, val = _split(surv, lambda s: s["outcome_id"] == outcome_id)
     if disc.empty or curves is None:
         return ""
-    disc = disc.sort_values(["modality", "rank", "feature_id"])
+    disc = disc.sort_values(["modality", "rank", "unit", "feature_id"])
+    curves = with_unit(curves)
     mine = curves[(curves["outcome_id"] == outcome_id) & (curves["split"] == "discovery")]
     aj = _has_aj(disc)
-    body = _rows(disc, val, mine, lambda r: td(link(r["modality"], r["feature_id"]), r["feature_id"], "nowrap"), cells,
-                 aj)
-    return (f"<h3>Time to event, top hits</h3>{_note(cells, aj)}<table>{_head('Feature', aj)}<tbody>{body}"
+    body = _rows(disc, val, mine, lambda r: td(link(r["modality"], r["unit"], r["feature_id"]), r["feature_id"],
+                                                  "nowrap"), cells, aj)
+    return (f"<h3>Time to event, top hits</h3>{_note(cells, aj)}<table>{_head('Feature / family', aj)}<tbody>{body}"
             "</tbody></table>")
 
 
-def feature_survival(surv: pd.DataFrame | None, curves: pd.DataFrame | None, key: tuple[str, int],
+def feature_survival(surv: pd.DataFrame | None, curves: pd.DataFrame | None, key: tuple[str, str, int],
                      names: Mapping[str, str], cells: SmallCells, max_outcomes: int) -> str:
     """A feature page's time-to-event block: the outcomes it is a top hit for, best rank
     first, at most `max_outcomes`."""
-    disc, val = _split(surv, lambda s: (s["modality"] == key[0]) & (s["feature_id"] == key[1]))
+    disc, val = _split(surv, lambda s: (s["modality"] == key[0]) & (s["unit"] == key[1]) & (s["feature_id"] == key[2]))
     if disc.empty or curves is None:
         return ""
     n_all = len(disc)
     disc = disc.sort_values(["rank", "outcome_id"]).head(max_outcomes)
     more = "" if n_all == len(disc) else (f'<p class="note">Shown: {len(disc)} of {n_all} outcomes (best rank '
                                           "first); all are in the survival artifact.</p>")
-    mine = curves[(curves["modality"] == key[0]) & (curves["feature_id"] == key[1]) & (curves["split"] == "discovery")]
+    curves = with_unit(curves)
+    mine = curves[(curves["modality"] == key[0]) & (curves["unit"] == key[1]) & (curves["feature_id"] == key[2])
+                  & (curves["split"] == "discovery")]
     aj = _has_aj(disc)
     body = _rows(disc, val, mine, lambda r: td(esc(names.get(r["outcome_id"], r["outcome_id"]))), cells, aj)
     return (f"<h2>Cumulative incidence</h2>{_note(cells, aj)}<table>{_head('Outcome', aj)}<tbody>{body}</tbody>"

@@ -17,12 +17,13 @@ from data_contracts.config import AssociationConfig, ReportConfig, load_outcome_
 from data_contracts.report_tables import ReportTables
 from data_contracts.storage import Storage, is_url
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
-from models.figures.build import report_tables
+from models.figures.build import Families, report_tables
 from models.figures.pages import top_hits
 from reports.cells import SmallCells
 from reports.html import render_report
 from reports.markdown import summary_markdown
 from tasks.interpret import report_texts
+from tasks.outcomes import outcome_counts
 from tasks.stage import run_stage
 
 SUMMARY = "summary.md"
@@ -36,6 +37,7 @@ class ReportModality(NamedTuple):
     cohorts: ArtifactRef
     interpretations: ArtifactRef
     activations: ArtifactRef | None = None  # for the activation histograms
+    families: ArtifactRef | None = None  # feature families (members, family activations)
 
 
 def _top_reports(
@@ -45,17 +47,26 @@ def _top_reports(
     frames = []
     for modality, c in cohorts.items():
         top = c[(c["role"] == "exposed") & (c["rank"] <= n)]
+        top = top if "unit" in top.columns else top.assign(unit="feature")
         frames.append(top.assign(modality=modality, report_text=top["study_id"].map(texts)))
-    cols = ["modality", "feature_id", "study_id", "rank", "value", "report_text"]
+    cols = ["modality", "unit", "feature_id", "study_id", "rank", "value", "report_text"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def _outcome_table(labels: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
+def outcome_table(counts: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
+    """Per outcome: eligible studies, cases, and the eligible event-free studies the binary
+    analyses leave out for short follow-up (counts: tasks.outcomes.outcome_counts)."""
     defs = load_outcome_definitions(outcomes_path)
-    elig = labels[labels["eligible"]]
-    counts = elig.groupby("outcome_id").agg(n_eligible=("study_id", "size"), n_cases=("event", "sum"))
     rows = [{"outcome_id": o.id, "name": o.name, "window_years": o.window_years} for o in defs.outcomes]
-    return pd.DataFrame(rows).join(counts, on="outcome_id").fillna({"n_eligible": 0, "n_cases": 0})
+    zero = {"n_eligible": 0, "n_cases": 0, "n_excluded_followup": 0}
+    return pd.DataFrame(rows).join(counts, on="outcome_id").fillna(zero).astype(
+        {k: "int64" for k in zero})
+
+
+def _binary_controls(store: ArtifactStore, associations: ArtifactRef) -> str:
+    """The follow-up rule the associations were computed under (their manifest's params)."""
+    params = store.manifest(associations).get("params", {}).get("association", {})
+    return str(params.get("binary_controls", "all"))
 
 
 def _methods(store: ArtifactStore, associations: ArtifactRef) -> pd.DataFrame | None:
@@ -70,13 +81,18 @@ def association_alpha(store: ArtifactStore, associations: ArtifactRef) -> float:
     return AssociationConfig.model_validate(params).alpha
 
 
+def _families(store: ArtifactStore, per_modality: Mapping[str, ReportModality]) -> dict[str, Families]:
+    return {m: Families(store.read_table(r.families), store.read_table(r.families, "activations"))
+            for m, r in per_modality.items() if r.families is not None}
+
+
 def _tables(store: ArtifactStore, studies: ArtifactRef, assoc: pd.DataFrame, cfg: ReportConfig, alpha: float,
             stats: Mapping[str, pd.DataFrame], cohorts: Mapping[str, pd.DataFrame],
-            per_modality: Mapping[str, ReportModality]) -> ReportTables:
+            per_modality: Mapping[str, ReportModality], families: Mapping[str, Families]) -> ReportTables:
     acts = {m: store.read_table(r.activations) for m, r in per_modality.items() if r.activations is not None}
     paths = store.read_table(studies, columns=["study_id", "image_path"])
     image_paths = dict(zip(paths["study_id"], paths["image_path"].astype(object), strict=True))
-    return report_tables(assoc, cfg, alpha, stats, acts or None, cohorts, image_paths)
+    return report_tables(assoc, cfg, alpha, stats, acts or None, cohorts, image_paths, families=families)
 
 
 def report_fn(
@@ -101,11 +117,13 @@ def report_fn(
         cohorts = {m: store.read_table(r.cohorts) for m, r in per_modality.items()}
         interp = pd.concat([store.read_table(r.interpretations) for r in per_modality.values()], ignore_index=True)
         assoc = store.read_table(associations)
+        fams = _families(store, per_modality)
         tables = _tables(store, studies, assoc, cfg, association_alpha(store, associations), stats, cohorts,
-                         per_modality)
+                         per_modality, fams)
         for name, table, contract in tables.items():
             w.write_table(name, table, contract)
-        outcomes = _outcome_table(store.read_table(labels), outcomes_path)
+        # per-outcome counts read in batches (hospital scale: the labels are ~60 M rows)
+        outcomes = outcome_table(outcome_counts(store, labels, _binary_controls(store, associations)), outcomes_path)
         run_info = {"run": run_name, "associations": associations.version, "studies": studies.version}
         render_report(
             w.path("report"), assoc, interp,
@@ -115,8 +133,10 @@ def report_fn(
             store.read_table(survival, "km_curves") if survival is not None else None,
             tables,
             _methods(store, associations),
+            pd.concat([f.families.assign(modality=m) for m, f in fams.items()], ignore_index=True) if fams else None,
         )
-        labels_by = dict(zip(zip(interp["modality"].astype(str), interp["feature_id"].astype(int), strict=True),
+        units = interp["unit"].astype(str) if "unit" in interp.columns else ["feature"] * len(interp)
+        labels_by = dict(zip(zip(interp["modality"].astype(str), units, interp["feature_id"].astype(int), strict=True),
                              interp["label"], strict=True))
         names = dict(zip(outcomes["outcome_id"].astype(str), outcomes["name"], strict=True))
         md = summary_markdown(top_hits(assoc, 3), names, labels_by, SmallCells(cfg.small_cell), cfg.title)

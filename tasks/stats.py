@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -17,22 +19,22 @@ from data_contracts.schemas import ASSOCIATION_METHODS, ASSOCIATIONS, KM_CURVES,
 from data_contracts.store import MANIFEST, ArtifactRef, ArtifactStore, ArtifactWriter
 from models.outcomes.population import population_arrays
 from models.stats.activation_sd import activation_matrix
-from models.stats.association import associate_splits, exposure_matrix, outcome_matrices
+from models.stats.association import OutcomeMatrices, associate_splits, exposure_matrix, outcome_matrices
 from models.stats.methods import association_methods
 from models.stats.survival import YEAR_DAYS, survival_hits, top_hits
-from tasks.outcomes import read_population, table_source
+from tasks.outcomes import data_path, read_outcome_matrices, read_population, table_source
 from tasks.stage import run_stage
 
 
 def associate_frame(
     feature_stats: Mapping[str, pd.DataFrame], cohorts: Mapping[str, pd.DataFrame],
-    population: pd.DataFrame, labels: pd.DataFrame, cfg: AssociationConfig,
+    population: pd.DataFrame, labels: pd.DataFrame | OutcomeMatrices, cfg: AssociationConfig,
     activations: Mapping[str, pd.DataFrame] | None = None, source: str = "study_split",
 ) -> pd.DataFrame:
     """ASSOCIATIONS rows of every modality, sorted by split, modality, outcome and rank.
-    population: STUDY_SPLIT rows (read from `source`); `activations` (ACTIVATIONS rows per
-    modality) only with cfg.or_per_sd."""
-    om = outcome_matrices(labels)
+    population: STUDY_SPLIT rows (read from `source`); labels: OUTCOME_LABELS rows or their
+    matrices; `activations` (ACTIVATIONS rows per modality) only with cfg.or_per_sd."""
+    om = labels if isinstance(labels, OutcomeMatrices) else outcome_matrices(labels)
     pop = population_arrays(population, om.study_ids, om.subject_ids, list(feature_stats), source)
     exposures = {}
     for modality, stats in feature_stats.items():
@@ -67,9 +69,9 @@ def associate_fn(
     params = {"association": cfg.model_dump(), "modalities": sorted(cohorts)}
 
     def build(w: ArtifactWriter) -> None:
-        lab = store.read_table(labels)
+        lab = read_outcome_matrices(store, labels)
         stats = {m: store.read_table(s) for m, (s, _) in cohorts.items()}
-        coh = {m: store.read_table(c) for m, (_, c) in cohorts.items()}
+        coh = {m: exposed_rows(store, c) for m, (_, c) in cohorts.items()}
         pop = store.read_table(split)
         acts = {m: store.read_table(r) for m, r in acts_in.items()} if acts_in else None
         frame = associate_frame(stats, coh, pop, lab, cfg, acts, table_source(split))
@@ -103,8 +105,11 @@ def survival_fn(
     params = {"survival": cfg.model_dump(), "windows": windows}
 
     def build(w: ArtifactWriter) -> None:
-        hits = top_hits(store.read_table(assoc), cfg.top_per_outcome)
-        om = outcome_matrices(store.read_table(labels))
+        ranked = pq.read_table(data_path(store, assoc),
+                               columns=["modality", "feature_id", "outcome_id", "split", "rank"],
+                               filters=[("split", "=", "discovery"), ("rank", "<=", cfg.top_per_outcome)])
+        hits = top_hits(ranked.to_pandas(), cfg.top_per_outcome)
+        om = read_outcome_matrices(store, labels)
         pop = read_population(store, split, om, sorted(cohorts))
         exposed = {m: _exposed_masks(store, ref, om.study_ids, hits[hits["modality"] == m])
                    for m, ref in cohorts.items()}
@@ -121,12 +126,26 @@ def survival_fn(
 
 def _exposed_masks(store: ArtifactStore, ref: ArtifactRef, study_ids: np.ndarray,
                    hits: pd.DataFrame) -> dict[int, np.ndarray]:
-    c = store.read_table(ref, columns=["feature_id", "study_id", "role"])
-    c = c[(c["role"] == "exposed")]
-    by_feature = dict(tuple(c.groupby("feature_id")))
-    empty = c.iloc[0:0]
-    return {int(f): np.isin(study_ids, by_feature.get(f, empty)["study_id"].to_numpy())
-            for f in hits["feature_id"].unique()}
+    c = exposed_rows(store, ref)
+    c = c[c["feature_id"].isin(hits["feature_id"].unique())]
+    # Positions by hashing, once: np.isin on string (object) ids compares every study with
+    # every exposed id (numpy's loop for object arrays), quadratic at hospital scale.
+    pos = pd.Index(study_ids).get_indexer(c["study_id"].to_numpy(object))
+    c = c.assign(_pos=pos)[pos >= 0]
+    by_feature = {int(cast(int, f)): g["_pos"].to_numpy() for f, g in c.groupby("feature_id")}
+    masks = {}
+    for f in hits["feature_id"].unique():
+        mask = np.zeros(len(study_ids), bool)
+        mask[by_feature.get(int(f), np.zeros(0, np.int64))] = True
+        masks[int(f)] = mask
+    return masks
+
+
+def exposed_rows(store: ArtifactStore, cohorts: ArtifactRef) -> pd.DataFrame:
+    """The exposed rows of a cohorts artifact (feature_id, study_id, role): the control
+    samples are not read."""
+    return pq.read_table(data_path(store, cohorts), columns=["feature_id", "study_id", "role"],
+                         filters=[("role", "=", "exposed")]).to_pandas()
 
 
 def _check_same_split(store: ArtifactStore, assoc: ArtifactRef, split: ArtifactRef) -> None:

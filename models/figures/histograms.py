@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["modality", "feature_id", "bin", "lo", "hi", "n_studies"]
+COLUMNS = ["modality", "unit", "feature_id", "bin", "lo", "hi", "n_studies"]
 
 
 def feature_histogram(values: np.ndarray, n_studies: int, n_bins: int) -> pd.DataFrame:
@@ -28,16 +28,21 @@ def feature_histogram(values: np.ndarray, n_studies: int, n_bins: int) -> pd.Dat
 
 
 def activation_histograms(
-    modality: str, activations: pd.DataFrame, feature_stats: pd.DataFrame, features: Iterable[int], n_bins: int
+    modality: str, activations: pd.DataFrame, feature_stats: pd.DataFrame, features: Iterable[int], n_bins: int,
+    unit: str = "feature",
 ) -> pd.DataFrame:
-    """ACTIVATION_HISTOGRAMS rows of `features`. activations: ACTIVATIONS rows (study_id,
-    feature_id, value); feature_stats: FEATURE_STATS rows (its n_studies is the total)."""
+    """ACTIVATION_HISTOGRAMS rows of `features` (units of kind `unit`). activations:
+    ACTIVATIONS rows (study_id, feature_id, value), for families FAMILY_ACTIVATIONS with
+    family_id as feature_id; feature_stats: FEATURE_STATS rows (n_studies is the total)."""
     feats = sorted({int(f) for f in features})
+    if "unit" in feature_stats.columns:
+        feature_stats = feature_stats[feature_stats["unit"] == unit]
     totals = dict(zip(feature_stats["feature_id"].astype(int), feature_stats["n_studies"].astype(int), strict=True))
     acts = activations[activations["feature_id"].isin(feats)]
     by = {int(str(f)): g["value"].to_numpy() for f, g in acts.groupby("feature_id", sort=False)}
     frames = [
-        feature_histogram(by.get(f, np.empty(0)), totals.get(f, 0), n_bins).assign(modality=modality, feature_id=f)
+        feature_histogram(by.get(f, np.empty(0)), totals.get(f, 0), n_bins).assign(modality=modality, unit=unit,
+                                                                                   feature_id=f)
         for f in feats if f in totals
     ]
     if not frames:

@@ -23,7 +23,7 @@ from models.encoders.ct_radiomics import load_ct
 from models.figures.png import png_grey
 
 VIEWS = ("axial", "coronal")
-COLUMNS = ["modality", "feature_id", "role", "rank", "study_id", "view", "png", "width", "height", "error"]
+COLUMNS = ["modality", "unit", "feature_id", "role", "rank", "study_id", "view", "png", "width", "height", "error"]
 Loader = Callable[[str], tuple[np.ndarray, tuple[float, float, float]]]
 Slice = tuple[np.ndarray, tuple[float, float]]  # image, (row, column) pixel size in mm
 
@@ -65,29 +65,38 @@ def ct_thumbnails(path: str, cfg: ThumbnailConfig, loader: Loader = load_ct) -> 
     return {v: display_image(img, mm, cfg.size_px, cfg.hu_window) for v, (img, mm) in mid_slices(vol, spacing).items()}
 
 
-def pick_studies(cohorts: pd.DataFrame, features: Iterable[int], cfg: ThumbnailConfig) -> pd.DataFrame:
-    """Each feature's `n_top` strongest exposed studies and first `n_control` controls (the
+Units = Iterable[int | tuple[str, int]]  # feature ids, or (unit, id) of features and families
+
+
+def _unit_keys(units: Units) -> set[tuple[str, int]]:
+    return {("feature", int(u)) if isinstance(u, int | np.integer) else (str(u[0]), int(u[1])) for u in units}
+
+
+def pick_studies(cohorts: pd.DataFrame, units: Units, cfg: ThumbnailConfig) -> pd.DataFrame:
+    """Each unit's `n_top` strongest exposed studies and first `n_control` controls (the
     cohort stage's seeded random sample, in its rank order)."""
-    feats = sorted({int(f) for f in features})
-    c = cohorts[cohorts["feature_id"].isin(feats)]
+    want = _unit_keys(units)
+    c = cohorts if "unit" in cohorts.columns else cohorts.assign(unit="feature")
+    keys = pd.MultiIndex.from_arrays([c["unit"].astype(str), c["feature_id"].astype("int64")])
+    c = c[keys.isin(list(want))] if want else c.iloc[:0]
     top = (c["role"] == "exposed") & (c["rank"] <= cfg.n_top)
     keep = top | ((c["role"] == "control") & (c["rank"] <= cfg.n_control))
-    out = c.loc[keep, ["feature_id", "role", "rank", "study_id"]]
+    out = c.loc[keep, ["unit", "feature_id", "role", "rank", "study_id"]]
     order = out["role"].map({"exposed": 0, "control": 1})
-    return out.assign(_o=order).sort_values(["feature_id", "_o", "rank"], kind="mergesort").drop(columns="_o")
+    return out.assign(_o=order).sort_values(["unit", "feature_id", "_o", "rank"], kind="mergesort").drop(columns="_o")
 
 
 def thumbnail_table(
     modality: str,
     cohorts: pd.DataFrame,
     image_paths: Mapping[str, str | None],
-    features: Iterable[int],
+    units: Units,
     cfg: ThumbnailConfig,
     loader: Loader = load_ct,
 ) -> pd.DataFrame:
-    """THUMBNAILS rows for `features`: one per (feature, study, view). Each volume is read
-    once however many features show it."""
-    picks = pick_studies(cohorts, features, cfg)
+    """THUMBNAILS rows for `units`: one per (unit, study, view). Each volume is read once
+    however many units show it."""
+    picks = pick_studies(cohorts, units, cfg)
     cache: dict[str, tuple[dict[str, bytes], dict[str, tuple[int, int]], str | None]] = {}
     rows = []
     for r in picks.to_dict("records"):
@@ -97,9 +106,9 @@ def thumbnail_table(
         pngs, shapes, error = cache[sid]
         for view in VIEWS:
             h, w = shapes.get(view, (0, 0))
-            rows.append({"modality": modality, "feature_id": int(r["feature_id"]), "role": r["role"],
-                         "rank": int(r["rank"]), "study_id": sid, "view": view, "png": pngs.get(view),
-                         "width": w, "height": h, "error": error})
+            rows.append({"modality": modality, "unit": str(r["unit"]), "feature_id": int(r["feature_id"]),
+                         "role": r["role"], "rank": int(r["rank"]), "study_id": sid, "view": view,
+                         "png": pngs.get(view), "width": w, "height": h, "error": error})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -26,6 +26,7 @@ OUTCOMES = pd.DataFrame(
         "window_years": [4.0, 2.0],
         "n_eligible": [1000, 980],
         "n_cases": [40, 55],
+        "n_excluded_followup": [0, 30],
     }
 )
 
@@ -46,6 +47,7 @@ def associations(seed: int = 0) -> pd.DataFrame:
                 rows.append(
                     {
                         "modality": modality,
+                        "unit": "feature",
                         "feature_id": f,
                         "outcome_id": o.outcome_id,
                         "n_exposed": n1,
@@ -75,6 +77,7 @@ def associations(seed: int = 0) -> pd.DataFrame:
     df.loc[bad, "flag"] = "feature not testable"
     df["p_bonferroni"] = np.minimum(df["p_value"] * len(df), 1.0)
     df["n_adjusted"] = df["n_exposed"] + df["n_unexposed"]
+    df["n_excluded_followup"], df["n_exposed_excluded_followup"] = 7, 2
     df["score_p"], df["score_q"] = df["p_value"], df["q_value"]
     df["score_log_or"] = np.log(df["odds_ratio"])
     df["score_se"] = 0.2
@@ -101,6 +104,7 @@ def interpretations() -> pd.DataFrame:
             rows.append(
                 {
                     "modality": modality,
+                    "unit": "feature",
                     "feature_id": f,
                     "label": "cirrhotic liver; <b>varices</b>" if f == 3 else f"concept {f}",
                     "top_terms": ["cirrhotic liver", "varices", "no ascites"] if f == 3 else [],
@@ -115,7 +119,7 @@ def interpretations() -> pd.DataFrame:
                     "flag": None,
                     # interpretations v2 (issue 13); kept by `roundtrip` whatever the contract
                     "ba_ci_low": 0.84, "ba_ci_high": 0.95, "baseline_label": "concept 9",
-                    "baseline_balanced_accuracy": 0.48, "unit": "feature", "method": "keywords",
+                    "baseline_balanced_accuracy": 0.48, "method": "keywords",
                     "judge": "keywords", "named_from": "the feature's own report texts",
                     "explanation": "Cirrhotic liver with varices." if f == 3 else None,
                     "n_candidates": 1, "decile_recall": [0.9] * 10,
@@ -132,7 +136,9 @@ def stats() -> pd.DataFrame:
             dead = f >= N_FEATURES
             rows.append(
                 {
+                    "unit": "feature",
                     "feature_id": f,
+                    "family_id": None,
                     "n_studies": 1000,
                     "n_active": 0 if dead else 300,
                     "frac_active": 0.0 if dead else 0.3,
@@ -162,6 +168,7 @@ def top_reports() -> pd.DataFrame:
                 rows.append(
                     {
                         "modality": modality,
+                        "unit": "feature",
                         "feature_id": f,
                         "study_id": f"S{f}_{r}",
                         "rank": r,
@@ -232,10 +239,11 @@ def image_cohorts(folder: Path, n_features: int, n_top: int = 4, n_control: int 
     rows = []
     for f in range(n_features):
         for r in range(1, n_top + 1):
-            rows.append({"feature_id": f, "study_id": ids[(f + r) % len(ids)], "role": "exposed", "value": 5.0 - r,
-                         "rank": r})
+            rows.append({"unit": "feature", "feature_id": f, "study_id": ids[(f + r) % len(ids)], "role": "exposed",
+                         "value": 5.0 - r, "rank": r})
         for r in range(1, n_control + 1):
-            rows.append({"feature_id": f, "study_id": ids[(f + 3 * r) % 6], "role": "control", "value": 0.0, "rank": r})
+            rows.append({"unit": "feature", "feature_id": f, "study_id": ids[(f + 3 * r) % 6], "role": "control",
+                         "value": 0.0, "rank": r})
     return pd.DataFrame(rows), paths
 
 
@@ -262,7 +270,7 @@ def survival_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     event[rng.choice(n1, 5, replace=False)] = True
     event[n1 + rng.choice(n0, 30, replace=False)] = True
     d = pd.DataFrame({"time_days": t, "event": event, "exposed": (np.arange(n1 + n0) < n1).astype(int)})
-    key = {"modality": "report", "feature_id": 3, "outcome_id": "liver_cancer"}
+    key = {"modality": "report", "unit": "feature", "feature_id": 3, "outcome_id": "liver_cancer"}
     curves = pd.concat([km_curve(d, 4 * 365.25).assign(**key, split=s) for s in ("discovery", "validation")])
     surv = pd.DataFrame([{**key, "split": s, "rank": 1, "window_years": 4.0, "n": n1 + n0, "n_exposed": n1,
                           "n_events": 35, "n_exposed_events": 5, "hazard_ratio": 1.8, "hr_ci_low": 0.7,

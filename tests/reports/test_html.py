@@ -38,6 +38,11 @@ def exact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def page_of(modality: str, fid: int) -> str:
+    """A feature's page file name (families: page_name(modality, "family", id))."""
+    return page_name(modality, "feature", fid)
+
+
 def _text(p: Path) -> str:
     return p.read_text(encoding="utf-8")
 
@@ -56,13 +61,13 @@ def test_written_paths_and_links_resolve(rendered: tuple[Path, list[Path]]) -> N
             if not href.startswith("data:image/png;base64,"):
                 assert (p.parent / href).resolve().exists(), (p.name, href)
     # pages: the ranked features and the listed one, nothing else
-    assert sorted(p.name for p in paths[1:]) == sorted(page_name(*k) for k in [("report", 3), ("report", 1),
+    assert sorted(p.name for p in paths[1:]) == sorted(page_of(m, f) for m, f in [("report", 3), ("report", 1),
                                                                              ("image", 3)])
 
 
 def test_report_text_is_escaped(rendered: tuple[Path, list[Path]]) -> None:
     _, paths = rendered
-    page = _text(paths[0].parent / "features" / page_name("report", 3))
+    page = _text(paths[0].parent / "features" / page_of("report", 3))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;varices&lt;/b&gt;" in page and "unit &lt;test&gt;" in page
     for p in paths:
@@ -103,11 +108,11 @@ def test_index_and_feature_figures(rendered: tuple[Path, list[Path]]) -> None:
     assert man.count("<circle") == int(fx.associations().query("split == 'discovery'")["score_p"].notna().sum())
     assert 'href="features/report_3.html"' in man and ">report #3</text>" in man  # rank 1: linked and labelled
     assert 'class="cut' in man and 'href="#o-liver_cancer"' in man
-    page = _text(out / "features" / page_name("report", 3))
+    page = _text(out / "features" / page_of("report", 3))
     for label in ("activation histogram", "forest plot of adjusted odds ratios", "cumulative incidence"):
         assert f'aria-label="{label}"' in page, label
     assert "<th>At risk</th>" in page
-    img = _text(out / "features" / page_name("image", 3))
+    img = _text(out / "features" / page_of("image", 3))
     assert img.count('src="data:image/png;base64,') == 2 * 5  # 4 top + 2 controls, one without an image
     assert "image unavailable (no image)" in img and "Mid-axial" in img
     assert "CT slices" not in page  # report features: no thumbnails
@@ -131,7 +136,7 @@ def test_small_counts_are_suppressed_everywhere(rendered: tuple[Path, list[Path]
             assert not re.fullmatch(r"[1-9]|10", n), (p.name, n)
         for v in re.findall(r'data-v="([^"]*)"><span class="n">', t):  # nor do the count cells' sort keys
             assert not re.fullmatch(r"[1-9](\.0)?", v), (p.name, v)
-    page = _text(out / "features" / page_name("report", 3))
+    page = _text(out / "features" / page_of("report", 3))
     assert ">39/50 vs <11/150" in _visible(page) and "≈0.9" in page  # 43/50 vs 7/150 held out
     km = page.split("<h2>Cumulative incidence</h2>")[1].split("<h2>")[0]
     assert "suppressed (&lt;11 events)" in km
@@ -142,7 +147,7 @@ def test_no_identifiers_unless_asked(rendered: tuple[Path, list[Path]], exact: P
     _, paths = rendered
     for p in paths:
         assert not re.search(r"\bS\d+_\d+\b|IMG-", _text(p)), p.name
-    shown = _text(exact / "features" / page_name("report", 3)) + _text(exact / "features" / page_name("image", 3))
+    shown = _text(exact / "features" / page_of("report", 3)) + _text(exact / "features" / page_of("image", 3))
     assert "study S3_3" in shown and "study IMG-" in shown
 
 
@@ -160,7 +165,7 @@ def test_numbers_match_independent_computation(exact: Path) -> None:
     assert f"{100 * p_exp:.1f}%" in first and f"({100 * share:.1f}%)" in first
     assert f"{r.odds_ratio:.3g} ({r.or_ci_low:.3g}–{r.or_ci_high:.3g})" in first
     assert "0.91" in first and "43/50 vs 7/150" in first
-    page = _text(exact / "features" / page_name("report", 3))
+    page = _text(exact / "features" / page_of("report", 3))
     assert "0.91 [0.84–0.95]" in _visible(page) and "scores 0.48 on the same reports" in page
     assert page.count('<article class="report">') == 8
     assert "<mark>cirrhotic liver</mark>" in page.lower()
@@ -205,7 +210,7 @@ def test_size_caps_drop_weakest_pages_and_trim_evidence(tmp_path: Path) -> None:
     assert "Evidence trimmed" in _text(pages[0])
     assert sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file()) <= 80_000
     order = tables.pages.sort_values("priority")
-    assert [p.name for p in pages] == [page_name(m, f) for m, f in zip(order["modality"], order["feature_id"],
+    assert [p.name for p in pages] == [page_of(m, f) for m, f in zip(order["modality"], order["feature_id"],
                                                                         strict=True)][: len(pages)]
     assert len(pages) < len(order) and "report size limit" in _text(paths[0])
 
@@ -226,7 +231,7 @@ def test_survival_section_renders_curve_and_at_risk() -> None:
                           "cuminc_exposed_low": 0.2, "cuminc_exposed_high": 0.4, "cuminc_unexposed": 0.1,
                           "cuminc_unexposed_low": 0.05, "cuminc_unexposed_high": 0.15, "logrank_p": 1e-4,
                           "flag": None}])
-    html = survival_section(surv, curve, "liver_cancer", lambda m, f: f"{m} #{f}", SmallCells(10))
+    html = survival_section(surv, curve, "liver_cancer", lambda m, u, f: f"{m} #{f}", SmallCells(10))
     assert "<svg" in html and html.count("<polyline") == 2 * (1 + ("aj_cum_incidence" in curve.columns))
     n0 = int((d.loc[d.exposed == 1, "time_days"] >= 365.25).sum())
     assert re.search(rf'data-v="{n0}(\.0)?"><span class="n">{n0}<', html) and "2.5 (1.5–4)" in html
@@ -292,3 +297,89 @@ def test_methods_table_is_printed_as_given(tmp_path: Path) -> None:
     for topic, statement in methods.itertuples(index=False):
         assert f"<dt>{topic}</dt><dd>{escape(statement, quote=True)}</dd>" in page
     assert "profile penalised likelihood" in page and "each (half, modality, outcome)" in page
+
+
+def _family_inputs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The fixtures plus report family #3 (features 3 and 1): ranked 1 for liver cancer,
+    its members tested, not ranked (parts of the finding)."""
+    a = fx.associations()
+    disc = (a.split == "discovery") & (a.modality == "report")
+    fam = a[disc & (a.feature_id == 3)].assign(unit="family", rank=np.nan)
+    a.loc[disc & a.feature_id.isin([1, 3]), "rank"] = np.nan
+    fam.loc[fam.outcome_id == "liver_cancer", "rank"] = 1
+    a = pd.concat([a.assign(unit="feature"), fam], ignore_index=True)
+    interp = fx.interpretations()
+    interp = pd.concat([interp, interp[(interp.modality == "report") & (interp.feature_id == 3)].assign(
+        unit="family", label="cirrhosis (whole)")], ignore_index=True)
+    stats = fx.stats()
+    stats = pd.concat([stats.assign(unit="feature"),
+                       stats[(stats.modality == "report") & (stats.feature_id == 3)].assign(unit="family")],
+                      ignore_index=True)
+    families = pd.DataFrame([{"family_id": 3, "parent_feature": 3, "n_members": 2, "members": [3, 1],
+                              "member_link": ["parent", "nested"], "member_containment": [1.0, 0.8],
+                              "member_cosine": [1.0, 0.2], "n_active": 320, "parent_coverage": 0.94,
+                              "mean_containment": 0.8, "mean_cosine": 0.2}])
+    return fx.roundtrip(a, ASSOCIATIONS.schema), fx.roundtrip(interp, INTERPRETATIONS.schema), stats, families
+
+
+def test_family_is_one_row_with_its_members_under_it(tmp_path: Path) -> None:
+    """A ranked family (report family #3: features 3 and 1) heads the outcome's table with
+    its member features listed under it, parent first; the plots draw it as a diamond with
+    its members tied to it; its page lists the members with how they joined and nests them
+    under each outcome of its forest plot; a member's page names its family."""
+    from models.figures.build import Families
+
+    a, interp, stats, families = _family_inputs()
+    cfg = ReportConfig(top_per_outcome=3)
+    tables = report_tables(a, cfg, 0.05, families={"report": Families(families)})
+    render_report(tmp_path, a, interp, stats, fx.top_reports(), fx.OUTCOMES, {"run": "t"}, cfg, tables=tables,
+                  families=families.assign(modality="report"))
+    index = _text(tmp_path / "index.html")
+    top = index.split('id="o-liver_cancer"')[1].split("</table>")[0]
+    rows = top.split("<tbody>")[1].split("</tr>")[:3]
+    assert "report family #3" in rows[0] and "2 features" in rows[0] and "cirrhosis (whole)" in rows[0]
+    assert "1 of" in rows[0]
+    assert 'class="unranked member"' in rows[1] and "↳" in rows[1] and "report #3" in rows[1]
+    assert 'class="unranked member"' in rows[2] and "report #1" in rows[2]
+    assert top.count("report #3<") == 2 and top.count("report #1<") == 2  # member list, member row
+    assert 'class="m0 hit fam"' in index or 'class="m1 hit fam"' in index  # the family's diamond
+    assert 'class="tie"' in index  # members tied to it in the Manhattan plot
+    page = _text(tmp_path / "features" / page_name("report", "family", 3))
+    assert "Member features" in page and "nested" in page and "80.0%" in page
+    assert "↳ feature #1" in page and "↳ feature #3" in page  # forest: members under each outcome
+    member_page = _text(tmp_path / "features" / page_name("report", "feature", 1))
+    assert "Member of" in member_page and page_name("report", "family", 3) in member_page
+
+
+def test_outcome_table_counts_short_followup(rendered: tuple[Path, list[Path]]) -> None:
+    """The studies left out for short follow-up are shown, and the baseline is over the
+    studies analysed: heart failure 55 / (980 - 30) = 5.79%, not 55 / 980 = 5.61%."""
+    html = _text(rendered[0] / "index.html")
+    section = html[html.index("<h2>Outcomes</h2>"):]
+    section = section[:section.index("</table>")]
+    assert "Short follow-up, left out" in section
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", section, re.S) if "heart_failure" in r)
+    cells = [_visible(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+    assert cells[3:6] == ["980", "30", "55"], cells
+    assert cells[6] == "5.8%", cells  # 55 / 980 would be 5.6%
+    assert "30</span> without the outcome left out for follow-up shorter than the window" in html
+
+
+def test_feature_page_rows_are_capped_ranked_first(tmp_path: Path) -> None:
+    """report.feature_page_rows caps a page's outcome rows (ranked first) and says so."""
+    assoc = fx.roundtrip(fx.associations(), ASSOCIATIONS.schema)
+    interp = fx.roundtrip(fx.interpretations(), INTERPRETATIONS.schema)
+    render_report(tmp_path, assoc, interp, fx.stats(), fx.top_reports(), fx.OUTCOMES, {"run": "t"},
+                  ReportConfig(feature_page_rows=1))
+    page = _text(tmp_path / "features" / page_of("report", 3))
+    table = page.split("<h2>Associations</h2>", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr") == 1 + 1  # header + the one row shown
+    assert "Primary liver cancer" in table  # the ranked outcome wins the only place
+    assert "1 of 2 outcomes" in page
+    uncapped = tmp_path / "all"
+    render_report(uncapped, assoc, interp, fx.stats(), fx.top_reports(), fx.OUTCOMES, {"run": "t"},
+                  ReportConfig(feature_page_rows=2))
+    full = _text(uncapped / "features" / page_of("report", 3))
+    assert " of 2 outcomes" not in full
+    body = full.split("<h2>Associations</h2>", 1)[1].split("</table>", 1)[0]
+    assert body.index("Primary liver cancer") < body.index("First heart failure")

@@ -13,7 +13,8 @@ from tests.reports import fixtures as fx
 def test_summary_lists_top_hits_suppressed_and_inert() -> None:
     a = fx.associations()
     hits = top_hits(a, 3)
-    labels = {("report", 3): "liver | [x](javascript:alert(1)) <img src=x onerror=alert(1)>", ("report", 1): "c1"}
+    labels = {("report", "feature", 3): "liver | [x](javascript:alert(1)) <img src=x onerror=alert(1)>",
+              ("report", "feature", 1): "c1"}
     md = summary_markdown(hits, {"liver_cancer": "Liver *cancer*"}, labels, SmallCells(10), "Run <b>")
     lines = [ln for ln in md.splitlines() if ln.startswith("| ")]
     assert len(lines) == 1 + len(hits) == 3  # header + the two ranked pairs

@@ -43,7 +43,7 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "store")
     st = ingest_studies_fn(store, inputs.studies)
     lab = outcomes_fn(store, st, ingest_events_fn(store, inputs.events), inputs.outcomes, settings)
-    emb = embed_fn(store, st, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()))
+    emb = embed_fn(store, st, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()), str(cohort))
     sae = train_fn(store, emb, SAEConfig(n_features=16, k=4, epochs=5))
     act = activations_fn(store, emb, sae)
     fs, coh = cohorts_fn(store, emb, sae, act, CohortConfig(min_cohort_size=3))
@@ -56,7 +56,7 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
         associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd)
     on_ref = associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd, {"image": act})
     on = store.read_table(on_ref)
-    assert store.manifest(on_ref)["contract"] == "associations@4"
+    assert store.manifest(on_ref)["contract"] == "associations@5"
     fitted = on[on["sd_odds_ratio"].notna()]
     # exact_select "top" with exact_top_m = N selects every pair tested in discovery: each
     # gets an OR per SD or a flag saying why not, in both splits; no other pair does
@@ -71,7 +71,10 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     split = study_splits(labels, om.study_ids, base.split_frac, base.split_seed)
     o = om.outcome_ids.index(r.outcome_id)
     enc = np.isin(om.study_ids, store.read_table(emb)["study_id"])
-    rows = om.M[:, o] & (split == r.split) & enc & np.isfinite(om.age) & np.isfinite(om.male)
+    # binary_controls complete_followup: event-free studies need the whole window followed
+    known = labels[labels["outcome_id"] == r.outcome_id].set_index("study_id")
+    known = (known["event"] | known["complete_followup"]).reindex(om.study_ids).to_numpy(bool)
+    rows = om.M[:, o] & known & (split == r.split) & enc & np.isfinite(om.age) & np.isfinite(om.male)
     a = store.read_table(act)
     a = a[a["feature_id"] == r.feature_id].set_index("study_id")["value"]
     x = a.reindex(om.study_ids).fillna(0.0).to_numpy(np.float64)[rows]

@@ -88,7 +88,7 @@ def test_thumbnail_table_reads_each_volume_once_and_reports_errors(tmp_path: Pat
     paths = {"A": path, "B": str(tmp_path / "broken"), "C": None, "D": path}
     t = thumbnail_table("image", cohorts, paths, [1, 2], ThumbnailConfig(n_top=4, n_control=1), loader)
     assert sorted(calls) == sorted([path, str(tmp_path / "broken")])  # A once, B once, C has no path, D beyond n_top
-    assert list(t.columns)[:6] == ["modality", "feature_id", "role", "rank", "study_id", "view"]
+    assert list(t.columns)[:7] == ["modality", "unit", "feature_id", "role", "rank", "study_id", "view"]
     assert len(t) == 2 * 5 and set(t["view"]) == {"axial", "coronal"}
     err = t.set_index(["feature_id", "study_id", "view"])["error"]
     assert err[(1, "B", "axial")] == "unreadable image (test)" and err[(1, "C", "axial")] == "no image"
@@ -169,7 +169,8 @@ def test_forest_rows_rank_first_and_cap_with_both_splits() -> None:
     a = _assoc(2, outcomes=tuple("abcdefg"))
     a["adj_odds_ratio"] = np.exp(a["adj_log_or"])
     both = pd.concat([a, a.assign(split="validation", rank=np.nan, adj_odds_ratio=a["adj_odds_ratio"] * 1.1)])
-    f = forest_rows(both, [("report", 3), ("image", 7)], max_rows=4)
+    f = forest_rows(both, [("report", "feature", 3), ("image", "feature", 7)], max_rows=4)
+    assert f["member"].isna().all()
     for (m, fid), g in f.groupby(["modality", "feature_id"]):
         disc = a[(a.modality == m) & (a.feature_id == fid)].assign(u=lambda d: d["rank"].isna())
         want = disc.sort_values(["u", "rank", "score_p"])["outcome_id"].head(4).tolist()
@@ -182,7 +183,7 @@ def test_forest_rows_rank_first_and_cap_with_both_splits() -> None:
 
 def test_pages_are_ranked_or_listed_best_first_and_capped() -> None:
     a = _assoc(3)
-    pages = page_features(a, [("image", 49), ("image", 49)], max_pages=5)
+    pages = page_features(a, [("image", "feature", 49), ("image", "feature", 49)], max_pages=5)
     ranked = a[a["rank"].notna()].groupby(["modality", "feature_id"])["rank"].min()
     assert len(pages) == len(ranked) + (0 if ("image", 49) in ranked.index else 1)
     assert pages.iloc[0][["modality", "feature_id", "listed"]].tolist() == ["image", 49, True]
@@ -191,3 +192,42 @@ def test_pages_are_ranked_or_listed_best_first_and_capped() -> None:
     assert pages["selected"].sum() == 5 and pages["selected"].iloc[:5].all()
     hits = top_hits(a, 1)
     assert (hits["rank"] == 1).all() and len(hits) == a.groupby(["modality", "outcome_id"])["rank"].min().eq(1).sum()
+
+
+def _with_family(a: pd.DataFrame) -> pd.DataFrame:
+    """`a` plus report family #3 (members 3, 1, 4): ranked 1 for every outcome; its members
+    tested, not ranked (as the association stage ranks findings)."""
+    a = a.assign(unit="feature")
+    fam = a[(a.modality == "report") & (a.feature_id == 3)].assign(unit="family", rank=1.0, score_p=1e-9)
+    a.loc[(a.modality == "report") & a.feature_id.isin([1, 3, 4]), "rank"] = np.nan
+    return pd.concat([a, fam], ignore_index=True)
+
+
+def test_family_pages_are_followed_by_their_members() -> None:
+    a = _with_family(_assoc(3))
+    pages = page_features(a, [], max_pages=1000, members={("report", 3): [3, 1, 4]})
+    keys = list(zip(pages["modality"], pages["unit"], pages["feature_id"], strict=True))
+    i = keys.index(("report", "family", 3))
+    assert keys[i + 1:i + 4] == [("report", "feature", 3), ("report", "feature", 1), ("report", "feature", 4)]
+    assert len(set(keys)) == len(keys) and pages["priority"].tolist() == list(range(len(pages)))
+
+
+def test_forest_of_a_family_nests_members_under_each_outcome() -> None:
+    a = _with_family(_assoc(2, outcomes=tuple("abcdefg")))
+    a["adj_odds_ratio"] = np.exp(a["adj_log_or"])
+    both = pd.concat([a, a.assign(split="validation", rank=np.nan)])
+    f = forest_rows(both, [("report", "family", 3), ("report", "feature", 1)], max_rows=9,
+                    members={("report", 3): [3, 1]})
+    fam = f[(f.unit == "family") & (f.split == "discovery")].sort_values("row")
+    # 9 rows // (1 family + 2 members) = 3 outcomes, each: the family, then members 3 and 1
+    assert fam["row"].tolist() == list(range(9)) and (fam["n_outcomes"] == 7).all()
+    assert [None if pd.isna(x) else int(x) for x in fam["member"]] == [None, 3, 1] * 3
+    src = a[(a.split == "discovery") & (a.modality == "report")].set_index(["unit", "feature_id", "outcome_id"])[
+        "adj_odds_ratio"].sort_index()
+    for r in fam.itertuples():
+        unit, fid = ("family", 3) if pd.isna(r.member) else ("feature", int(r.member))
+        assert r.adj_odds_ratio == src[(unit, fid, r.outcome_id)]
+    outcomes = fam["outcome_id"].tolist()
+    assert outcomes[0] == outcomes[1] == outcomes[2] and len(set(outcomes)) == 3
+    own = f[(f.unit == "feature") & (f.feature_id == 1)]
+    assert own["member"].isna().all() and own["row"].max() == 6  # a feature page: 7 outcomes, no members
