@@ -13,6 +13,7 @@ from data_contracts.config import load_run_config
 from data_contracts.store import ArtifactRef
 from flows.embedding import embed_modality
 from tasks.cohorts import cohorts
+from tasks.families import families
 from tasks.ingest import ingest_events, ingest_studies
 from tasks.interpret import interpret
 from tasks.lineage import record_run
@@ -27,6 +28,7 @@ class ModalityRefs:
     embeddings: ArtifactRef
     sae: ArtifactRef  # the sweep's selected SAE
     activations: ArtifactRef
+    families: ArtifactRef
     feature_stats: ArtifactRef
     cohorts: ArtifactRef
     interpretations: ArtifactRef
@@ -62,8 +64,9 @@ class RunResult:
 
 @flow(name="medconcepts-discovery")
 def discovery(config_path: str) -> RunResult:
-    """Ingest -> embed -> SAE -> activations -> cohorts -> outcomes -> associations ->
-    interpretations -> HTML report, for every modality in the run config."""
+    """Ingest -> embed -> SAE -> activations -> families -> cohorts (features and
+    families) -> outcomes -> associations -> interpretations -> HTML report, for every
+    modality in the run config."""
     cfg = load_run_config(config_path)
     root = str(cfg.store)
     studies = ingest_studies(root, str(cfg.inputs.studies))
@@ -75,19 +78,20 @@ def discovery(config_path: str) -> RunResult:
         runs = cfg.sae_runs()
         sae, sweep = select(root, emb, trainer_for(runs).map(root, unmapped(emb), list(runs)), cfg.sae)
         act = activations(root, emb, sae)
-        stats, coh = cohorts(root, emb, sae, act, cfg.cohort)
+        fam = families(root, emb, sae, act, cfg.families)
+        stats, coh = cohorts(root, emb, sae, act, fam, cfg.cohort)
         interp = interpret(root, studies, coh, m.modality, cfg.interpretation)
-        mods[m.modality] = ModalityRefs(emb, sae, act, stats, coh, interp, sweep)
+        mods[m.modality] = ModalityRefs(emb, sae, act, fam, stats, coh, interp, sweep)
     split = study_split(root, labels, {k: r.embeddings for k, r in mods.items()}, cfg.association)
     assoc = associate(
         root, {k: (r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, split, cfg.association,
-        {k: r.activations for k, r in mods.items()},
+        {k: (r.activations, r.families) for k, r in mods.items()},
     )
     surv = survival(root, labels, assoc, split, {k: r.cohorts for k, r in mods.items()},
                     str(cfg.inputs.outcomes), cfg.survival)
     report = render(
         root, studies, labels, assoc,
-        {k: (r.feature_stats, r.cohorts, r.interpretations) for k, r in mods.items()},
+        {k: (r.feature_stats, r.cohorts, r.interpretations, r.families) for k, r in mods.items()},
         str(cfg.inputs.outcomes), cfg.report, cfg.name, surv,
     )
     index = publish(root, report, str(cfg.report_dir))

@@ -28,8 +28,8 @@ def print_summary(result: RunResult, top: int = 3) -> None:
     assoc = store.read_table(result.associations)
     ranked = assoc[assoc["rank"].notna() & (assoc["rank"] <= top)]
     click.echo("\ntop associations (discovery rank within modality x outcome, age+sex adjusted):")
-    cols = ["outcome_id", "modality", "feature_id", "rank", "n_tested", "n_exposed", "odds_ratio", "adj_odds_ratio",
-            "score_q", "replicated"]
+    cols = ["outcome_id", "modality", "unit", "feature_id", "rank", "n_tested", "n_exposed", "odds_ratio",
+            "adj_odds_ratio", "score_q", "replicated"]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         click.echo(ranked.sort_values(["outcome_id", "modality", "rank"])[cols].to_string(index=False))
     click.echo(f"\nreport: {result.report_index}")

@@ -41,12 +41,20 @@ def feature_stats_and_cohorts(
     `activations` has columns study_id, feature_id, value (> 0 rows only matter);
     `study_ids` lists every study that was encoded (the percentile denominator).
     """
+    return unit_stats_and_cohorts(activations, study_ids, np.arange(n_features), cfg, "feature")
+
+
+def unit_stats_and_cohorts(
+    activations: pd.DataFrame, study_ids: np.ndarray, ids: np.ndarray, cfg: CohortConfig, unit: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """feature_stats_and_cohorts for the units `ids` (features, or families by their
+    parent's id) whose activations are in `activations` (feature_id = the unit's id)."""
     n = len(study_ids)
     act = activations[activations["value"] > 0]
     groups = dict(tuple(act.groupby("feature_id", sort=True)))
-    silent = act.iloc[0:0]  # a feature that never fires has no rows
+    silent = act.iloc[0:0]  # a unit that never fires has no rows
     stats, cohorts = [], []
-    for f in range(n_features):
+    for f in (int(i) for i in ids):
         g = groups.get(f, silent)
         vals = g["value"].to_numpy(np.float64)
         thr = percentile_with_zeros(vals, n, cfg.percentile)
@@ -55,6 +63,7 @@ def feature_stats_and_cohorts(
         flag = _testability_flag(len(vals), size, n, cfg)
         stats.append(
             {
+                "unit": unit,
                 "feature_id": f,
                 "n_studies": n,
                 "n_active": len(vals),
@@ -69,9 +78,13 @@ def feature_stats_and_cohorts(
         )
         if size:
             cohorts.append(_roles(f, exposed, study_ids, g, cfg))
-    stats_df = pd.DataFrame(stats)
+    stats_df = pd.DataFrame(stats, columns=_STATS_COLUMNS)
     cohort_df = pd.concat(cohorts, ignore_index=True) if cohorts else _empty_cohorts()
-    return stats_df, cohort_df
+    return stats_df, cohort_df.assign(unit=unit)[["unit", *cohort_df.columns]]
+
+
+_STATS_COLUMNS = ["unit", "feature_id", "n_studies", "n_active", "frac_active", "mean_active", "max_value",
+                  "threshold", "cohort_size", "testable", "flag"]
 
 
 def _testability_flag(n_active: int, size: int, n: int, cfg: CohortConfig) -> str | None:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from data_contracts.config import ReportConfig
-from reports.templates import DASH, bar, esc, fixed2, integer, missing, pct, td
+from reports.templates import DASH, as_list, bar, esc, fixed2, integer, missing, pct, td
 
-FeatureKey = tuple[str, int]
+FeatureKey = tuple[str, str, int]  # (modality, unit, feature_id): a feature or a family
 Row = Mapping[Any, Any]  # one record of a DataFrame (to_dict("records"))
-_ASSOC_NEEDS = ("modality", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases")
+_ASSOC_NEEDS = ("modality", "unit", "feature_id", "outcome_id", "n_exposed", "n_exposed_cases")
 _ASSOC_OPTIONAL = (
     "n_unexposed",
     "n_unexposed_cases",
@@ -50,7 +50,7 @@ _ASSOC_OPTIONAL = (
 
 @dataclass(frozen=True)
 class ReportData:
-    """Inputs normalised once: associations joined with labels, lookups by feature."""
+    """Inputs normalised once: associations joined with labels, lookups by unit."""
 
     assoc: pd.DataFrame
     interp: dict[FeatureKey, Row]
@@ -59,11 +59,18 @@ class ReportData:
     pages: frozenset[FeatureKey]
     surv: pd.DataFrame | None = None  # SURVIVAL rows
     curves: pd.DataFrame | None = None  # KM_CURVES rows
+    families: dict[tuple[str, int], Row] = field(default_factory=dict)  # (modality, family_id) -> FAMILIES row
+    family_of: dict[tuple[str, int], int] = field(default_factory=dict)  # (modality, feature) -> its family
 
 
-def page_name(modality: str, feature_id: int) -> str:
-    """File name of a feature page; the modality is reduced to safe characters."""
-    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', str(modality))}_{int(feature_id)}.html"
+def page_name(modality: str, unit: str, feature_id: int) -> str:
+    """File name of a feature or family page; the modality is reduced to safe characters."""
+    kind = "family_" if unit == "family" else ""
+    return f"{re.sub(r'[^A-Za-z0-9_-]', '_', str(modality))}_{kind}{int(feature_id)}.html"
+
+
+def unit_name(modality: str, unit: str, fid: int) -> str:
+    return f"{modality} family #{int(fid)}" if unit == "family" else f"{modality} #{int(fid)}"
 
 
 # ---------------------------------------------------------------- inputs
@@ -81,15 +88,16 @@ def build_data(
     cfg: ReportConfig,
     surv: pd.DataFrame | None = None,
     curves: pd.DataFrame | None = None,
+    families: pd.DataFrame | None = None,
 ) -> ReportData:
     """Normalise dtypes (nullable ints, NaN) and join labels onto associations. With a
     `split` column only the discovery rows are shown (ranks live there); `replicated`
-    carries the validation result."""
+    carries the validation result. `families`: FAMILIES rows with a modality column."""
     _require(assoc, _ASSOC_NEEDS, "associations")
     if "split" in assoc.columns:
         assoc = assoc[assoc["split"] == "discovery"]
-    _require(interp, ("modality", "feature_id", "label"), "interpretations")
-    _require(stats, ("modality", "feature_id", "testable"), "feature_stats")
+    _require(interp, ("modality", "unit", "feature_id", "label"), "interpretations")
+    _require(stats, ("modality", "unit", "feature_id", "testable"), "feature_stats")
     a = assoc.copy()
     for c in _ASSOC_OPTIONAL:
         if c not in a.columns:
@@ -121,23 +129,38 @@ def build_data(
         a[c] = pd.to_numeric(a[c], errors="coerce").astype("float64")
     a["feature_id"] = a["feature_id"].astype("int64")
     a["modality"] = a["modality"].astype(str)
+    a["unit"] = a["unit"].astype(str)
     a["outcome_id"] = a["outcome_id"].astype(str)
     table = _interp_table(interp)
     labels = {k: v.get("label") for k, v in table.items()}
-    a["label"] = [labels.get((m, f)) for m, f in zip(a["modality"], a["feature_id"], strict=True)]
-    s = stats.assign(
-        modality=stats["modality"].astype(str), feature_id=stats["feature_id"].astype("int64")
-    )
+    a["label"] = [labels.get(k) for k in zip(a["modality"], a["unit"], a["feature_id"], strict=True)]
+    s = stats.assign(modality=stats["modality"].astype(str), unit=stats["unit"].astype(str),
+                     feature_id=stats["feature_id"].astype("int64"))
+    fams, family_of = _family_tables(families)
     pages = _page_keys(a, cfg.top_per_outcome)
-    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves)
+    # a family's members get pages too: the family page and the index link them
+    pages |= {(m, "feature", int(f)) for (m, u, fid) in list(pages) if u == "family"
+              for f in as_list((fams.get((m, fid)) or {}).get("members"))}
+    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves, fams, family_of)
 
 
 def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
-    """(modality, feature_id) -> its interpretation record."""
+    """(modality, unit, feature_id) -> its interpretation record."""
     out: dict[FeatureKey, Row] = {}
     for row in interp.to_dict("records"):
-        out[(str(row["modality"]), int(row["feature_id"]))] = row
+        out[(str(row["modality"]), str(row["unit"]), int(row["feature_id"]))] = row
     return out
+
+
+def _family_tables(families: pd.DataFrame | None) -> tuple[dict[tuple[str, int], Row], dict[tuple[str, int], int]]:
+    fams: dict[tuple[str, int], Row] = {}
+    family_of: dict[tuple[str, int], int] = {}
+    for row in ([] if families is None else families.to_dict("records")):
+        m, fid = str(row["modality"]), int(row["family_id"])
+        fams[(m, fid)] = row
+        for member in as_list(row.get("members")):
+            family_of[(m, int(member))] = fid
+    return fams, family_of
 
 
 def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
@@ -155,12 +178,12 @@ def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
 
 
 def normalise_reports(top: pd.DataFrame) -> pd.DataFrame:
-    cols = ["modality", "feature_id", "study_id", "rank", "value", "report_text"]
+    cols = ["modality", "unit", "feature_id", "study_id", "rank", "value", "report_text"]
     t = top.copy()
     for c in cols:
         if c not in t.columns:
             t[c] = None
-    t = t[cols].assign(modality=t["modality"].astype(str))
+    t = t[cols].assign(modality=t["modality"].astype(str), unit=t["unit"].fillna("feature").astype(str))
     t["feature_id"] = pd.to_numeric(t["feature_id"], errors="coerce")
     t["rank"] = pd.to_numeric(t["rank"], errors="coerce")
     return t.dropna(subset=["feature_id"]).sort_values(["rank", "study_id"], na_position="last")
@@ -174,32 +197,34 @@ def top_rows(assoc: pd.DataFrame, outcome_id: str, n: int) -> pd.DataFrame:
         (assoc["outcome_id"] == outcome_id) & (assoc["rank"].notna() | assoc["p_value"].notna())
     ]
     g = g.sort_values(
-        ["modality", "rank", "q_value", "p_value", "feature_id"],
+        ["modality", "rank", "q_value", "p_value", "unit", "feature_id"],
         na_position="last",
         kind="mergesort",
     )
     top = g.groupby("modality", sort=True).head(n)
     return top.sort_values(
-        ["rank", "q_value", "p_value", "modality", "feature_id"],
+        ["rank", "q_value", "p_value", "modality", "unit", "feature_id"],
         na_position="last",
         kind="mergesort",
     )
 
 
+def _keys(rows: pd.DataFrame) -> set[FeatureKey]:
+    return set(zip(rows["modality"], rows["unit"], rows["feature_id"].astype(int), strict=True))
+
+
 def _page_keys(assoc: pd.DataFrame, n: int) -> set[FeatureKey]:
-    ranked = assoc[assoc["rank"].notna()]
-    keys = set(zip(ranked["modality"], ranked["feature_id"].astype(int), strict=True))
+    keys = _keys(assoc[assoc["rank"].notna()])
     for oid in pd.unique(assoc["outcome_id"]):
-        top = top_rows(assoc, oid, n)
-        keys |= set(zip(top["modality"], top["feature_id"].astype(int), strict=True))
+        keys |= _keys(top_rows(assoc, oid, n))
     return keys
 
 
 # ---------------------------------------------------------------- shared cells
-def feature_link(ctx: ReportData, modality: str, fid: int, prefix: str = "features/") -> str:
-    text = f"{esc(modality)} #{int(fid)}"
-    if (modality, int(fid)) in ctx.pages:
-        return f'<a href="{esc(prefix + page_name(modality, fid))}">{text}</a>'
+def feature_link(ctx: ReportData, modality: str, unit: str, fid: int, prefix: str = "features/") -> str:
+    text = esc(unit_name(modality, unit, fid))
+    if (modality, unit, int(fid)) in ctx.pages:
+        return f'<a href="{esc(prefix + page_name(modality, unit, fid))}">{text}</a>'
     return text
 
 

@@ -20,10 +20,12 @@ from reports.context import (
     ReportData,
     Row,
     exposed_pct,
+    feature_link,
     flag_html,
     p_cell,
     p_scale,
     rank_text,
+    unit_name,
 )
 from reports.templates import (
     as_list,
@@ -48,15 +50,17 @@ def feature_html(
     run_info: Mapping[str, str],
     cfg: ReportConfig,
 ) -> str:
-    """The full page for one (modality, feature_id)."""
-    modality, fid = key
+    """The full page for one (modality, unit, feature_id): a feature or a family."""
+    modality, unit, fid = key
     interp = d.interp.get(key)
     label = None if interp is None else interp.get("label")
-    title = f"{modality} feature #{fid}"
+    title = unit_name(modality, unit, fid) if unit == "family" else f"{modality} feature #{fid}"
     body = (
         '<p class="noprint"><a href="../index.html">← all results</a></p>'
         f'<h1>{esc(title)}</h1><p class="score"><b>{esc(label)}</b></p>'
+        + _family_note(d, key)
         + _interpretation(interp)
+        + _members(d, key)
         + _activation(d, key)
         + _associations(d, key)
         + _reports(reports, key, interp, cfg.n_top_reports)
@@ -71,6 +75,40 @@ def footer_html(run_info: Mapping[str, str]) -> str:
 
 
 # ---------------------------------------------------------------- sections
+def _family_note(d: ReportData, key: FeatureKey) -> str:
+    """On a member feature's page: the family it belongs to."""
+    modality, unit, fid = key
+    fam = d.family_of.get((modality, fid)) if unit == "feature" else None
+    if fam is None:
+        return ""
+    return f'<p>Member of {feature_link(d, modality, "family", fam, "")}.</p>'
+
+
+def _members(d: ReportData, key: FeatureKey) -> str:
+    """A family's member features: how each joined, its label and activation counts."""
+    modality, unit, fid = key
+    fam = d.families.get((modality, fid)) if unit == "family" else None
+    if fam is None:
+        return ""
+    n_active = dict(zip(d.stats.loc[(d.stats["modality"] == modality) & (d.stats["unit"] == "feature"), "feature_id"],
+                        d.stats.loc[(d.stats["modality"] == modality) & (d.stats["unit"] == "feature"), "n_active"],
+                        strict=True))
+    cols = [as_list(fam.get(c)) for c in ("members", "member_link", "member_containment", "member_cosine")]
+    rows = "".join(
+        "<tr>" + td(feature_link(d, modality, "feature", int(m), ""), m, "nowrap") + td(esc(link))
+        + td(esc((d.interp.get((modality, "feature", int(m))) or {}).get("label")), cls="label")
+        + td(integer(n_active.get(int(m))), n_active.get(int(m)), "num")
+        + td(pct(c), c, "num") + td(fixed2(cos), cos, "num") + "</tr>"
+        for m, link, c, cos in zip(*cols, strict=True))
+    head = ('<thead><tr><th>Feature</th><th>Joined as</th><th>Label</th><th class="num">Active studies</th>'
+            '<th class="num">P(parent | member)</th><th class="num">Decoder cosine to parent</th></tr></thead>')
+    note = (f'<p class="note">Parent: feature #{int(fam["parent_feature"])}. Any member fires on '
+            f'{integer(fam.get("n_active"))} studies; the parent on {pct(fam.get("parent_coverage"))} of them. '
+            "The family's activation is the length of its members' share of the reconstruction; its "
+            "cohort follows the same top-percentile rule as a feature's.</p>")
+    return f'<h2>Member features</h2>{note}<table class="sortable">{head}<tbody>{rows}</tbody></table>'
+
+
 def _interpretation(row: Row | None) -> str:
     if row is None:
         return "<h2>Interpretation</h2><p>No interpretation for this feature.</p>"
@@ -102,7 +140,7 @@ def _interpretation(row: Row | None) -> str:
 
 def _activation(d: ReportData, key: FeatureKey) -> str:
     s = d.stats
-    rows = s[(s["modality"] == key[0]) & (s["feature_id"] == key[1])].to_dict("records")
+    rows = s[(s["modality"] == key[0]) & (s["unit"] == key[1]) & (s["feature_id"] == key[2])].to_dict("records")
     if not rows:
         return "<h2>Activation</h2><p>No activation statistics.</p>"
     r = rows[0]
@@ -122,7 +160,7 @@ def _activation(d: ReportData, key: FeatureKey) -> str:
 
 def _associations(d: ReportData, key: FeatureKey) -> str:
     a = d.assoc
-    rows = a[(a["modality"] == key[0]) & (a["feature_id"] == key[1])]
+    rows = a[(a["modality"] == key[0]) & (a["unit"] == key[1]) & (a["feature_id"] == key[2])]
     if rows.empty:
         return "<h2>Associations</h2><p>No association rows.</p>"
     names = dict(zip(d.outcomes["outcome_id"], d.outcomes["name"], strict=True))
@@ -159,7 +197,8 @@ def _assoc_row(r: Row, names: Row, scale: float) -> str:
 
 # ---------------------------------------------------------------- reports
 def _reports(reports: pd.DataFrame, key: FeatureKey, interp: Row | None, n: int) -> str:
-    sub = reports[(reports["modality"] == key[0]) & (reports["feature_id"] == key[1])].head(n)
+    sub = reports[(reports["modality"] == key[0]) & (reports["unit"] == key[1])
+                  & (reports["feature_id"] == key[2])].head(n)
     head = f'<h2>Top-activating reports <span class="muted">(up to {n})</span></h2>'
     if sub.empty:
         return head + "<p>No report texts available.</p>"

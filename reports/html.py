@@ -33,10 +33,11 @@ from reports.context import (
     rank_text,
     replicated_text,
     top_rows,
+    unit_name,
 )
 from reports.feature_page import feature_html, footer_html
 from reports.survival import survival_section
-from reports.templates import esc, fixed2, integer, kv, missing, num, or_ci, page, pct, pval, td
+from reports.templates import as_list, esc, fixed2, integer, kv, missing, num, or_ci, page, pct, pval, td
 
 __all__ = ["page_name", "render_report"]
 
@@ -52,12 +53,14 @@ def render_report(
     cfg: ReportConfig,
     survival: pd.DataFrame | None = None,
     km_curves: pd.DataFrame | None = None,
+    families: pd.DataFrame | None = None,
 ) -> list[Path]:
-    """Write `index.html` and `features/<modality>_<feature_id>.html` for every feature
-    that is ranked for some outcome or among an outcome's top `cfg.top_per_outcome` rows.
+    """Write `index.html` and `features/<modality>_[family_]<id>.html` for every feature
+    or family that is ranked for some outcome or among an outcome's top
+    `cfg.top_per_outcome` rows. `families`: FAMILIES rows with a modality column.
     Returns the written paths, index first."""
     out_dir = Path(out_dir)
-    data = build_data(associations, interpretations, feature_stats, outcomes, cfg, survival, km_curves)
+    data = build_data(associations, interpretations, feature_stats, outcomes, cfg, survival, km_curves, families)
     (out_dir / "features").mkdir(parents=True, exist_ok=True)
     index = out_dir / "index.html"
     index.write_text(index_html(data, run_info, cfg), encoding="utf-8")
@@ -97,9 +100,10 @@ def _header(d: ReportData, run_info: Mapping[str, str], cfg: ReportConfig) -> st
         ("feature × outcome pairs tested", integer(a["p_value"].notna().sum())),
         ("pairs ranked", integer(a["rank"].notna().sum())),
     ]
-    for m, g in d.stats.groupby("modality", sort=True):
+    for (m, unit), g in d.stats.groupby(["modality", "unit"], sort=True):
         n_test = int(g["testable"].fillna(False).astype(bool).sum())
-        cards.append((f"{m} features (testable)", f"{integer(len(g))} ({integer(n_test)})"))
+        kind = "families" if unit == "family" else "features"
+        cards.append((f"{m} {kind} (testable)", f"{integer(len(g))} ({integer(n_test)})"))
     if "n_studies" in d.stats.columns and d.stats["n_studies"].notna().any():
         cards.insert(0, ("studies", integer(d.stats["n_studies"].max())))
     card_html = "".join(
@@ -120,7 +124,10 @@ def _header(d: ReportData, run_info: Mapping[str, str], cfg: ReportConfig) -> st
         "“–” means not ranked. Replicated: same direction and adjusted p < 0.05 in the "
         "validation half (patients never in both). Label "
         "score: balanced accuracy of the label on held-out top-activating vs control "
-        "reports.</p>"
+        "reports. A feature family (a parent feature and the features that fire mostly "
+        "with it or write mostly its direction) is one cohort and one row, ranked and "
+        "counted in the multiple testing like a feature; its member features are listed "
+        "under it.</p>"
     )
 
 
@@ -189,7 +196,7 @@ def _outcome_top(d: ReportData, o: Row, n: int) -> str:
     )
     scale = p_scale(rows)
     per_sd = bool(rows["sd_odds_ratio"].notna().any())  # the column only when the option ran
-    body = "".join(_top_row(d, r, scale, per_sd) for r in rows.to_dict("records"))
+    body = "".join(_top_row(d, r, scale, per_sd, member) for r, member in grouped_rows(d, rows))
     head = _thead(
         [
             "Rank",
@@ -208,17 +215,52 @@ def _outcome_top(d: ReportData, o: Row, n: int) -> str:
         ],
         numeric={0, 4, 5, 6, 7, 8, 9, 10, 12} if per_sd else {0, 4, 5, 6, 7, 8, 9, 11},
     )
-    surv = survival_section(d.surv, d.curves, oid, lambda m, f: feature_link(d, m, f))  # type: ignore[arg-type]
+    surv = survival_section(d.surv, d.curves, oid, lambda m, u, f: feature_link(d, m, u, f))  # type: ignore[arg-type]
     return f'{title}{base}{note}<table class="sortable">{head}<tbody>{body}</tbody></table>{surv}'
 
 
-def _top_row(d: ReportData, r: Row, scale: float, per_sd: bool = False) -> str:
+def grouped_rows(d: ReportData, rows: pd.DataFrame) -> list[tuple[Row, bool]]:
+    """Rows in order, each family followed by its members' rows for the same outcome
+    (flagged True: shown under the family, not as findings of their own)."""
+    recs = rows.to_dict("records")
+    fams = {(r["modality"], int(r["feature_id"]), r["outcome_id"]) for r in recs if r["unit"] == "family"}
+    a = d.assoc
+    out: list[tuple[Row, bool]] = []
+    for r in recs:
+        fam = d.family_of.get((r["modality"], int(r["feature_id"]))) if r["unit"] == "feature" else None
+        if fam is not None and (r["modality"], fam, r["outcome_id"]) in fams:
+            continue  # shown under its family
+        out.append((r, False))
+        if r["unit"] == "family":
+            info = d.families.get((r["modality"], int(r["feature_id"])))
+            ids = [int(m) for m in as_list(None if info is None else info.get("members"))]
+            sub = a[(a["modality"] == r["modality"]) & (a["unit"] == "feature") & a["feature_id"].isin(ids)
+                    & (a["outcome_id"] == r["outcome_id"])]
+            order = {m: i for i, m in enumerate(ids)}
+            sub = sub.assign(_o=sub["feature_id"].map(order)).sort_values("_o", kind="mergesort")
+            out += [(m, True) for m in sub.drop(columns="_o").to_dict("records")]
+    return out
+
+
+def unit_cell(d: ReportData, r: Row, member: bool = False) -> str:
+    """Link to the unit; a family lists its members, a member says it is one."""
+    link = feature_link(d, r["modality"], r["unit"], r["feature_id"])
+    if r["unit"] == "family":
+        fam = d.families.get((r["modality"], int(r["feature_id"])))
+        ids = as_list(None if fam is None else fam.get("members"))
+        return f'{link}<br><span class="muted">{integer(len(ids))} features: ' + ", ".join(
+            feature_link(d, r["modality"], "feature", int(f)) for f in ids) + "</span>"
+    return f"↳ {link}" if member else link
+
+
+def _top_row(d: ReportData, r: Row, scale: float, per_sd: bool = False, member: bool = False) -> str:
     share = exposed_pct(r)
-    cls = ' class="unranked"' if missing(r["rank"]) else ""
+    classes = (["unranked"] if missing(r["rank"]) else []) + (["member"] if member else [])
+    cls = f' class="{" ".join(classes)}"' if classes else ""
     return (
         f"<tr{cls}>"
         + td(rank_text(r), r["rank"], "num")
-        + td(feature_link(d, r["modality"], r["feature_id"]), r["feature_id"], "nowrap")
+        + td(unit_cell(d, r, member), r["feature_id"], "nowrap")
         + td(esc(r["modality"]))
         + td(esc(r["label"]), cls="label")
         + td(f"{integer(r['n_exposed'])} ({pct(share)})", r["n_exposed"], "num")
@@ -229,13 +271,17 @@ def _top_row(d: ReportData, r: Row, scale: float, per_sd: bool = False) -> str:
         + (td(or_ci(r["sd_odds_ratio"], r["sd_ci_low"], r["sd_ci_high"]), r["sd_odds_ratio"], "num") if per_sd else "")
         + td(pval(r["score_q"]), r["score_q"], "num")
         + td(replicated_text(r))
-        + td(heldout(d.interp.get((r["modality"], int(r["feature_id"])))), _ba(d, r), "num")
+        + td(heldout(d.interp.get(_key(r))), _ba(d, r), "num")
         + "</tr>"
     )
 
 
+def _key(r: Row) -> tuple[str, str, int]:
+    return (str(r["modality"]), str(r["unit"]), int(r["feature_id"]))
+
+
 def _ba(d: ReportData, r: Row) -> Any:
-    row = d.interp.get((r["modality"], int(r["feature_id"])))
+    row = d.interp.get(_key(r))
     return None if row is None else row.get("heldout_balanced_accuracy")
 
 
@@ -250,7 +296,7 @@ def _all_rows(d: ReportData, max_rows: int) -> str:
         # smallest p-values; the associations artifact holds every row.
         a = a.sort_values(["_unranked", "p_value"], na_position="last", kind="mergesort").head(max_rows)
     a = a.sort_values(
-        ["_o", "modality", "rank", "p_value", "feature_id"], na_position="last", kind="mergesort"
+        ["_o", "modality", "rank", "p_value", "unit", "feature_id"], na_position="last", kind="mergesort"
     )
     body = "".join(_all_row(d, r, names) for r in a.to_dict("records"))
     head = _thead(
@@ -285,12 +331,11 @@ def _all_rows(d: ReportData, max_rows: int) -> str:
 
 
 def _all_row(d: ReportData, r: Row, names: Mapping[str, str]) -> str:
-    interp = d.interp.get((r["modality"], int(r["feature_id"])))
-    ba = None if interp is None else interp.get("heldout_balanced_accuracy")
+    ba = _ba(d, r)
     return (
         "<tr>"
         + td(esc(r["modality"]))
-        + td(feature_link(d, r["modality"], r["feature_id"]), r["feature_id"], "nowrap")
+        + td(feature_link(d, r["modality"], r["unit"], r["feature_id"]), r["feature_id"], "nowrap")
         + td(esc(r["label"]), cls="label")
         + td(esc(names.get(r["outcome_id"], r["outcome_id"])))
         + td(rank_text(r), r["rank"], "num")
@@ -310,23 +355,24 @@ def _all_row(d: ReportData, r: Row, names: Mapping[str, str]) -> str:
 # ---------------------------------------------------------------- untestable
 def _untestable(d: ReportData) -> str:
     s = d.stats
-    parts = ["<h2>Features not testable</h2>"]
-    for m, g in s.groupby("modality", sort=True):
+    parts = ["<h2>Features and families not testable</h2>"]
+    for (m, unit), g in s.groupby(["modality", "unit"], sort=True):
         bad = g[~g["testable"].fillna(False).astype(bool)].sort_values("feature_id")
-        summary = f"{esc(m)}: {integer(len(bad))} of {integer(len(g))} features not testable"
+        kind = "families" if unit == "family" else "features"
+        summary = f"{esc(m)}: {integer(len(bad))} of {integer(len(g))} {kind} not testable"
         if bad.empty:
             parts.append(f"<p>{summary}.</p>")
             continue
         rows = "".join(
             "<tr>"
-            + td(f"{esc(m)} #{int(r['feature_id'])}", r["feature_id"])
+            + td(esc(unit_name(str(m), str(unit), r["feature_id"])), r["feature_id"])
             + td(flag_html(r.get("flag")) or "–")
             + td(integer(r.get("n_active")), r.get("n_active"), "num")
             + td(integer(r.get("cohort_size")), r.get("cohort_size"), "num")
             + "</tr>"
             for r in bad.to_dict("records")
         )
-        head = _thead(["Feature", "Flag", "Active studies", "Cohort size"], numeric={2, 3})
+        head = _thead(["Unit", "Flag", "Active studies", "Cohort size"], numeric={2, 3})
         parts.append(
             f'<details><summary>{summary}</summary><table class="sortable">{head}'
             f"<tbody>{rows}</tbody></table></details>"

@@ -65,29 +65,30 @@ def at_risk_table(curve: pd.DataFrame) -> str:
 
 
 def survival_section(surv: pd.DataFrame, curves: pd.DataFrame, outcome_id: str, link: object) -> str:
-    """The outcome's time-to-event block; `link(modality, feature_id)` renders a feature."""
+    """The outcome's time-to-event block; `link(modality, unit, feature_id)` renders a
+    feature or family."""
     if surv is None or surv.empty:
         return ""
     s = surv[surv["outcome_id"] == outcome_id]
-    disc = s[s["split"] == "discovery"].sort_values(["modality", "rank", "feature_id"])
+    disc = s[s["split"] == "discovery"].sort_values(["modality", "rank", "unit", "feature_id"])
     if disc.empty:
         return ""
-    val = s[s["split"] == "validation"].set_index(["modality", "feature_id"])
+    val = s[s["split"] == "validation"].set_index(["modality", "unit", "feature_id"])
     mine = curves[(curves["outcome_id"] == outcome_id) & (curves["split"] == "discovery")]
-    by_hit = dict(tuple(mine.groupby(["modality", "feature_id"], sort=False)))
+    by_hit = dict(tuple(mine.groupby(["modality", "unit", "feature_id"], sort=False)))
     rows = []
     for r in disc.to_dict("records"):
-        key = (r["modality"], r["feature_id"])
-        v = val.loc[key].to_dict() if key in val.index else {}
+        key = (r["modality"], r["unit"], r["feature_id"])
+        v = val.loc[[key]].iloc[0].to_dict() if key in val.index else {}
         c = by_hit.get(key, mine.iloc[:0])
         rows.append(
-            "<tr>" + td(link(r["modality"], r["feature_id"]), r["feature_id"], "nowrap")  # type: ignore[operator]
+            "<tr>" + td(link(r["modality"], r["unit"], r["feature_id"]), r["feature_id"], "nowrap")  # type: ignore[operator]
             + td(_hr(r), r.get("hazard_ratio"), "num") + td(_hr(v), v.get("hazard_ratio"), "num")
             + td(_cuminc(r, "exposed"), r.get("cuminc_exposed"), "num")
             + td(_cuminc(r, "unexposed"), r.get("cuminc_unexposed"), "num")
             + td(pval(r.get("logrank_p")), r.get("logrank_p"), "num")
             + td(km_svg(c) + at_risk_table(c)) + td(esc(r.get("flag") or "")) + "</tr>")
-    head = ("<thead><tr><th>Feature</th><th>HR discovery (95% CI)</th><th>HR validation</th>"
+    head = ("<thead><tr><th>Feature / family</th><th>HR discovery (95% CI)</th><th>HR validation</th>"
             "<th>Cum. incidence exposed (KM)</th><th>Unexposed</th><th>Log-rank p</th>"
             "<th>Cumulative incidence (red: exposed)</th><th>Flag</th></tr></thead>")
     return ('<h3>Time to event, top hits</h3><p class="note">Cox hazard ratio adjusted for age and '

@@ -55,6 +55,7 @@ table.sortable th[aria-sort=descending]::after { content: " \\25BC"; color: var(
 .scroll table { margin: 0; }
 .flag { color: var(--warn); font-size: 12px; }
 .unranked td { color: var(--muted); }
+tr.member td { font-size: .92em; background: #fafafa; }
 svg.bar { vertical-align: middle; margin-left: 6px; }
 .pbar { white-space: nowrap; }
 input.filter { padding: 5px 8px; width: 320px; border: 1px solid var(--line); border-radius: 4px; }

@@ -64,12 +64,13 @@ def generate_fn(out: Path, cfg: DemoCohortConfig) -> Path:
 
 
 def check_fn(store: ArtifactStore, truth: Path, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef],
-             dest: Path) -> bool:
+             dest: Path, families: dict[str, ArtifactRef] | None = None) -> bool:
     exposed = {}
     for modality, ref in cohorts.items():
         c = store.read_table(ref)
         exposed[modality] = c[c["role"] == "exposed"]
-    table = demo_check(json.loads(truth.read_text()), exposed, store.read_table(assoc))
+    fams = {m: store.read_table(r) for m, r in (families or {}).items()}
+    table = demo_check(json.loads(truth.read_text()), exposed, store.read_table(assoc), families=fams)
     dest.write_text(json.dumps(table.to_dict(orient="records"), indent=2, default=str))
     return check_passed(table)
 
@@ -80,5 +81,6 @@ def generate(out_dir: str, n_patients: int, seed: int) -> str:
 
 
 @task(name="check-demo", cache_policy=NONE)
-def check(store_root: str, truth: str, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef], dest: str) -> bool:
-    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest))
+def check(store_root: str, truth: str, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef], dest: str,
+          families: dict[str, ArtifactRef] | None = None) -> bool:
+    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest), families)

@@ -27,7 +27,7 @@ def _top_reports(
         c = store.read_table(ref)
         top = c[(c["role"] == "exposed") & (c["rank"] <= n)]
         frames.append(top.assign(modality=modality, report_text=top["study_id"].map(texts)))
-    cols = ["modality", "feature_id", "study_id", "rank", "value", "report_text"]
+    cols = ["modality", "unit", "feature_id", "study_id", "rank", "value", "report_text"]
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
@@ -44,34 +44,37 @@ def report_fn(
     studies: ArtifactRef,
     labels: ArtifactRef,
     associations: ArtifactRef,
-    per_modality: Mapping[str, tuple[ArtifactRef, ArtifactRef, ArtifactRef]],
+    per_modality: Mapping[str, tuple[ArtifactRef, ArtifactRef, ArtifactRef, ArtifactRef]],
     outcomes_path: Path,
     cfg: ReportConfig,
     run_name: str,
     survival: ArtifactRef | None = None,
 ) -> ArtifactRef:
-    """`per_modality`: modality -> (feature_stats, cohorts, interpretations) refs."""
+    """`per_modality`: modality -> (feature_stats, cohorts, interpretations, families) refs."""
     inputs = [studies, labels, associations] + [r for t in per_modality.values() for r in t]
     inputs += [survival] if survival is not None else []
     params = {"report": cfg.model_dump(), "run_name": run_name}
 
     def build(w: ArtifactWriter) -> None:
         stats = pd.concat(
-            [store.read_table(s).assign(modality=m) for m, (s, _, _) in per_modality.items()], ignore_index=True
+            [store.read_table(s).assign(modality=m) for m, (s, _, _, _) in per_modality.items()], ignore_index=True
         )
-        interp = pd.concat([store.read_table(i) for _, _, i in per_modality.values()], ignore_index=True)
+        interp = pd.concat([store.read_table(i) for _, _, i, _ in per_modality.values()], ignore_index=True)
+        fams = pd.concat([store.read_table(f).assign(modality=m) for m, (_, _, _, f) in per_modality.items()],
+                         ignore_index=True)
         run_info = {"run": run_name, "associations": associations.version, "studies": studies.version}
         render_report(
             w.path("report"),
             store.read_table(associations),
             interp,
             stats,
-            _top_reports(store, studies, {m: c for m, (_, c, _) in per_modality.items()}, cfg.n_top_reports),
+            _top_reports(store, studies, {m: c for m, (_, c, _, _) in per_modality.items()}, cfg.n_top_reports),
             _outcome_table(store.read_table(labels), outcomes_path),
             run_info,
             cfg,
             store.read_table(survival) if survival is not None else None,
             store.read_table(survival, "km_curves") if survival is not None else None,
+            fams,
         )
 
     return run_stage(store, "report", None, inputs, params, build)
@@ -104,7 +107,7 @@ def render(
     studies: ArtifactRef,
     labels: ArtifactRef,
     associations: ArtifactRef,
-    per_modality: dict[str, tuple[ArtifactRef, ArtifactRef, ArtifactRef]],
+    per_modality: dict[str, tuple[ArtifactRef, ArtifactRef, ArtifactRef, ArtifactRef]],
     outcomes_path: str,
     cfg: ReportConfig,
     run_name: str,

@@ -199,23 +199,24 @@ def _interpret_one(
 def interpret_features(
     cohorts: pd.DataFrame, reports: pd.Series, cfg: InterpretConfig, modality: str
 ) -> pd.DataFrame:
-    """Label every feature in `cohorts` (COHORTS contract) from the report texts in
-    `reports` (study_id -> text; missing or empty texts are skipped). The background
-    corpus is every report given. Returns rows in the INTERPRETATIONS contract, one per
-    feature, sorted by feature_id."""
+    """Label every unit (feature, or feature family) in `cohorts` (COHORTS contract) from
+    the report texts in `reports` (study_id -> text; missing or empty texts are skipped).
+    The background corpus is every report given. Returns rows in the INTERPRETATIONS
+    contract, one per unit, sorted by unit and feature_id."""
     missing = {"feature_id", "study_id", "role", "rank"} - set(cohorts.columns)
     if missing:
         raise ValueError(f"cohorts is missing columns {sorted(missing)} (COHORTS contract)")
     corpus = build_corpus(reports.set_axis(reports.index.astype(str)))
     ids = pd.Index(list(corpus.row_of))
     work = cohorts[["feature_id", "study_id", "role", "rank"]].assign(
-        study_id=cohorts["study_id"].astype(str)
+        study_id=cohorts["study_id"].astype(str),
+        unit=cohorts["unit"].to_numpy() if "unit" in cohorts.columns else "feature",
     )
     work = work.assign(row=ids.get_indexer(pd.Index(work["study_id"])))
-    work = work.sort_values(["feature_id", "rank", "study_id"], kind="mergesort")
+    work = work.sort_values(["unit", "feature_id", "rank", "study_id"], kind="mergesort")
     rows = [
-        _interpret_one(group, corpus, cfg, int(cast(int, fid)))
-        for fid, group in work.groupby("feature_id", sort=True)
+        {**_interpret_one(group, corpus, cfg, int(cast(int, fid))), "unit": unit}
+        for (unit, fid), group in work.groupby(["unit", "feature_id"], sort=True)
     ]
     return _to_contract(pd.DataFrame(rows), modality)
 
@@ -238,7 +239,7 @@ def _to_contract(df: pd.DataFrame, modality: str) -> pd.DataFrame:
     ):
         out[c] = out[c].astype(np.int64)
     out["heldout_balanced_accuracy"] = out["heldout_balanced_accuracy"].astype(np.float64)
-    for c in ("modality", "label", "flag", "top_terms", "term_scores"):
+    for c in ("modality", "unit", "label", "flag", "top_terms", "term_scores"):
         out[c] = out[c].astype(object)
     out["flag"] = out["flag"].where(out["flag"].notna(), None)
     return out.reset_index(drop=True)

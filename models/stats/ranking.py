@@ -6,6 +6,9 @@
   least `min_exposed_cases` exposed cases and a finite adjusted estimate, ordered by the
   configured key (default: lower 95% bound of the adjusted OR, largest first; ties by p
   then feature id). "rank r of n tested": n_tested counts the pairs with a score-test p.
+  With a `rankable` column only those rows rank and count: the findings (feature
+  families and features in no family); a family's members are tested and counted in BH,
+  but are parts of a finding, not findings of their own.
 - replicated (every row of a ranked pair): the validation split's adjusted log-OR has the
   discovery sign and adjusted p < `replication_p`; null for pairs not ranked.
 """
@@ -34,9 +37,11 @@ def rank_discovery(df: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
     """rank / n_ranked / n_tested per (split, modality, outcome); ranks only in discovery."""
     out = df.reset_index(drop=True)
     groups = ["split", "modality", "outcome_id"]
-    out["n_tested"] = out.groupby(groups)["score_p"].transform("count").astype("int32")
+    rankable = out["rankable"].to_numpy(bool) if "rankable" in out.columns else np.ones(len(out), bool)
+    out["n_tested"] = out["score_p"].where(rankable).groupby([out[g] for g in groups]).transform("count")
+    out["n_tested"] = out["n_tested"].astype("int32")
     key = cfg.rank_key
-    ok = ((out["split"] == DISCOVERY) & (out["score_q"] < cfg.alpha)
+    ok = (rankable & (out["split"] == DISCOVERY) & (out["score_q"] < cfg.alpha)
           & (out["n_exposed_cases"] >= cfg.min_exposed_cases) & np.isfinite(out["adj_log_or"])
           & out[key].notna())
     ranked = out[ok].sort_values([key, "adj_p_value", "feature_id"],

@@ -45,6 +45,7 @@ def _associations(seed: int = 0) -> pd.DataFrame:
                 rows.append(
                     {
                         "modality": modality,
+                        "unit": "feature",
                         "feature_id": f,
                         "outcome_id": o.outcome_id,
                         "n_exposed": n1,
@@ -99,6 +100,7 @@ def _interpretations() -> pd.DataFrame:
             rows.append(
                 {
                     "modality": modality,
+                    "unit": "feature",
                     "feature_id": f,
                     "label": "cirrhotic liver; <b>varices</b>" if f == 3 else f"concept {f}",
                     "top_terms": ["cirrhotic liver", "varices", "no ascites"] if f == 3 else [],
@@ -123,6 +125,7 @@ def _stats() -> pd.DataFrame:
             dead = f >= N_FEATURES
             rows.append(
                 {
+                    "unit": "feature",
                     "feature_id": f,
                     "n_studies": 1000,
                     "n_active": 0 if dead else 300,
@@ -133,6 +136,7 @@ def _stats() -> pd.DataFrame:
                     "cohort_size": 0 if dead else 100,
                     "testable": not dead,
                     "flag": "dead: never fires" if dead else None,
+                    "family_id": None,
                 }
             )
     return pd.DataFrame(rows)[FEATURE_STATS.schema.names].assign(
@@ -153,6 +157,7 @@ def _top_reports() -> pd.DataFrame:
                 rows.append(
                     {
                         "modality": modality,
+                        "unit": "feature",
                         "feature_id": f,
                         "study_id": f"S{f}_{r}",
                         "rank": r,
@@ -197,14 +202,14 @@ def test_written_paths_and_links_resolve(rendered: tuple[Path, list[Path]]) -> N
             if not href.startswith("#"):
                 assert (p.parent / href).resolve().exists(), (p.name, href)
     # ranked features and each outcome's top 3 have pages
-    assert (out / "features" / page_name("report", 3)).exists()
-    assert (out / "features" / page_name("report", 1)).exists()
+    assert (out / "features" / page_name("report", "feature", 3)).exists()
+    assert (out / "features" / page_name("report", "feature", 1)).exists()
     assert len(paths) - 1 >= 2
 
 
 def test_report_text_is_escaped(rendered: tuple[Path, list[Path]]) -> None:
     _, paths = rendered
-    page = _text(paths[0].parent / "features" / page_name("report", 3))
+    page = _text(paths[0].parent / "features" / page_name("report", "feature", 3))
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "&lt;b&gt;varices&lt;/b&gt;" in page and "unit &lt;test&gt;" in page
     for p in paths:
@@ -261,7 +266,7 @@ def test_numbers_match_independent_computation(rendered: tuple[Path, list[Path]]
     assert f"{100 * p_exp:.1f}%" in first and f"({100 * share:.1f}%)" in first
     assert f"{r.odds_ratio:.3g} ({r.or_ci_low:.3g}–{r.or_ci_high:.3g})" in first
     assert "0.91" in first and "43/50 vs 7/150" in first
-    page = _text(out / "features" / page_name("report", 3))
+    page = _text(out / "features" / page_name("report", "feature", 3))
     assert "43/50</b> held-out top reports vs <b>7/150" in page
     assert page.count('<article class="report">') == 8
     assert "<mark>cirrhotic liver</mark>" in page.lower() or "<mark>Cirrhotic liver</mark>" in page
@@ -308,14 +313,14 @@ def test_survival_section_renders_curve_and_at_risk() -> None:
     rng = np.random.default_rng(0)
     d = pd.DataFrame({"time_days": rng.uniform(10, 1461, 200), "event": rng.uniform(size=200) < 0.3,
                       "exposed": (np.arange(200) < 60).astype(int)})
-    curve = km_curve(d, 4 * 365.25).assign(modality="report", feature_id=3, outcome_id="liver_cancer",
-                                           split="discovery")
-    surv = pd.DataFrame([{"modality": "report", "feature_id": 3, "outcome_id": "liver_cancer",
+    curve = km_curve(d, 4 * 365.25).assign(modality="report", unit="feature", feature_id=3,
+                                           outcome_id="liver_cancer", split="discovery")
+    surv = pd.DataFrame([{"modality": "report", "unit": "feature", "feature_id": 3, "outcome_id": "liver_cancer",
                           "split": "discovery", "rank": 1, "hazard_ratio": 2.5, "hr_ci_low": 1.5,
                           "hr_ci_high": 4.0, "cuminc_exposed": 0.31, "cuminc_exposed_low": 0.2,
                           "cuminc_exposed_high": 0.4, "cuminc_unexposed": 0.1, "cuminc_unexposed_low": 0.05,
                           "cuminc_unexposed_high": 0.15, "logrank_p": 1e-4, "flag": None}])
-    html = survival_section(surv, curve, "liver_cancer", lambda m, f: f"{m} #{f}")
+    html = survival_section(surv, curve, "liver_cancer", lambda m, u, f: f"{m} #{f}")
     assert "<svg" in html and html.count("<polyline") == 2
     n0 = int((d.loc[d.exposed == 1, "time_days"] >= 365.25).sum())
     assert re.search(rf'data-v="{n0}(\.0)?">{n0}<', html) and "2.5 (1.5–4)" in html and "31.0%" in html
@@ -333,3 +338,38 @@ def test_or_per_sd_column_only_when_present(rendered: tuple[Path, list[Path]], t
     assert "<th" in top and "OR per SD (95% CI)" in top
     first = top.split("<tbody>")[1].split("</tr>")[0]
     assert "1.87 (1.41–2.49)" in first and "report #3" in first
+
+
+def test_family_is_one_row_with_its_members_under_it(tmp_path: Path) -> None:
+    """A ranked family (report family #3: features 3 and 1) heads the outcome's table and
+    its member features (tested, not ranked: parts of the finding) are listed under it,
+    parent first; its page lists the members with how they joined."""
+    a = _associations()
+    disc = (a.split == "discovery") & (a.modality == "report")
+    fam = a[disc & (a.feature_id == 3)].assign(unit="family")
+    a.loc[disc & a.feature_id.isin([1, 3]), "rank"] = pd.NA
+    fam.loc[fam.outcome_id == "liver_cancer", "rank"] = 1
+    a = pd.concat([a, fam], ignore_index=True)[ASSOCIATIONS.schema.names]
+    interp = _interpretations()
+    interp = pd.concat([interp, interp[(interp.modality == "report") & (interp.feature_id == 3)].assign(
+        unit="family", label="cirrhosis (whole)")], ignore_index=True)
+    stats = _stats()
+    stats = pd.concat([stats, stats[(stats.modality == "report") & (stats.feature_id == 3)].assign(unit="family")],
+                      ignore_index=True)
+    families = pd.DataFrame([{"modality": "report", "family_id": 3, "parent_feature": 3, "n_members": 2,
+                              "members": [3, 1], "member_link": ["parent", "nested"],
+                              "member_containment": [1.0, 0.8], "member_cosine": [1.0, 0.2], "n_active": 320,
+                              "parent_coverage": 0.94, "mean_containment": 0.8, "mean_cosine": 0.2}])
+    render_report(tmp_path, _roundtrip(a, ASSOCIATIONS.schema), _roundtrip(interp, INTERPRETATIONS.schema), stats,
+                  _top_reports(), OUTCOMES, {"run": "t"}, ReportConfig(top_per_outcome=3), families=families)
+    top = _text(tmp_path / "index.html").split('id="o-liver_cancer"')[1].split("</table>")[0]
+    rows = top.split("<tbody>")[1].split("</tr>")[:3]
+    assert "report family #3" in rows[0] and "2 features" in rows[0] and "cirrhosis (whole)" in rows[0]
+    assert "1 of" in rows[0]
+    assert 'class="unranked member"' in rows[1] and "↳" in rows[1] and "report #3" in rows[1]
+    assert 'class="unranked member"' in rows[2] and "report #1" in rows[2]
+    assert top.count("report #3<") == 2 and top.count("report #1<") == 2  # member list, member row
+    page = _text(tmp_path / "features" / page_name("report", "family", 3))
+    assert "Member features" in page and "nested" in page and "80.0%" in page
+    member_page = _text(tmp_path / "features" / page_name("report", "feature", 1))
+    assert "Member of" in member_page and page_name("report", "family", 3) in member_page
