@@ -35,8 +35,7 @@ def compute_families(activations: pd.DataFrame, study_ids: np.ndarray, decoder: 
 def families_fn(store: ArtifactStore, embeddings: ArtifactRef, sae: ArtifactRef, activations: ArtifactRef,
                 cfg: FamilyConfig) -> ArtifactRef:
     def build(w: ArtifactWriter) -> None:
-        store.verify(sae)
-        decoder, prefixes = load_decoder(sae.path)
+        decoder, prefixes = load_decoder(store.local_dir(sae))
         ids = store.read_table(embeddings, columns=["study_id"])["study_id"].to_numpy()
         table, acts = compute_families(store.read_table(activations), ids, decoder, prefixes, cfg)
         w.write_table("data", table, FAMILIES)
