@@ -28,6 +28,8 @@ def stats_and_cohorts(activations: pd.DataFrame, families: pd.DataFrame, family_
     acts = family_acts.rename(columns={"family_id": "feature_id"})
     ys, yc = unit_stats_and_cohorts(acts, study_ids, families["family_id"].to_numpy(), cfg, "family")
     ys["family_id"] = ys["feature_id"].astype("Int32")
+    if ys.empty:  # families off, or none found: the feature rows alone
+        return fs, fc
     return pd.concat([fs, ys], ignore_index=True), pd.concat([fc, yc], ignore_index=True)
 
 
