@@ -9,7 +9,7 @@ import pandas as pd
 from data_contracts.config import CohortConfig, FamilyConfig
 from tasks.cohorts import stats_and_cohorts
 from tasks.families import compute_families
-from tests.models.families.test_rule import N, N_STUDIES, PREFIXES, constructed_sae
+from tests.models.families.test_rule import N_STUDIES, PREFIXES, N, constructed_sae
 
 
 def _acts() -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
