@@ -1,8 +1,13 @@
 """Peer SAE trainers for benchmarks/sae_train.py, each driven the way its own trainer
-drives it (defaults unless the benchmark passes lr), behind one small interface:
+drives it (defaults unless the benchmark passes lr or a schedule), behind one small interface:
 
-    make(d, n_latents, k, lr, total_steps) -> object with .step(x) and
+    make(d, n_latents, k, lr, total_steps, schedule) -> object with .step(x) and
     .evaluate(x) -> (x_hat, fired (N,) bool, mean L0, decoder rows (N, d))
+
+`schedule` (step -> learning-rate multiplier) replaces the peer's own schedule, so every
+trainer can run the same warm-up fraction, decay and step count; None keeps the peer's
+own (sparsify: 1,000 warm-up steps then linear decay to 0 over the run, as its trainer's
+get_linear_schedule_with_warmup; dictionary_learning: 1,000 warm-up steps, then constant).
 
 The packages' top-level modules import their LM-training stacks (datasets, nnsight, ...);
 only the SAE modules are loaded here, by registering the package folder without running
@@ -40,20 +45,28 @@ def _load(package: str, module: str) -> Any:
         raise PeerMissing(f"{package}: {e}") from e
 
 
+Schedule = Callable[[int], float]
+
+
 class SparsifyTopK:
     """sparsify's SparseCoder in its trainer's loop: b_dec at the first batch mean, loss
-    FVU (+ AuxK, off by default), Adam, linear warm-up (1000 steps), parallel-gradient
-    removal, unit-norm decoder."""
+    FVU (+ AuxK, off by default), Adam, its learning-rate schedule (linear warm-up over
+    `lr_warmup_steps`, then linear decay to 0 at the last step), parallel-gradient removal,
+    unit-norm decoder."""
 
-    def __init__(self, d: int, n: int, k: int, lr: float | None, total: int) -> None:
+    def __init__(self, d: int, n: int, k: int, lr: float | None, total: int, schedule: Schedule | None) -> None:
         sc = _load("sparsify", "sparse_coder")
         cfg_mod = _load("sparsify", "config")
         torch.manual_seed(0)
         self.sae = sc.SparseCoder(d, cfg_mod.SparseCoderConfig(num_latents=n, k=k), device="cpu")
         lr = lr or 2e-4 / (n / 2**14) ** 0.5
         self.opt = torch.optim.Adam(self.sae.parameters(), lr=lr)
-        warm = cfg_mod.TrainConfig.__dataclass_fields__["lr_warmup_steps"].default
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: min(1.0, (s + 1) / warm))
+        if schedule is None:
+            warm = min(cfg_mod.TrainConfig.__dataclass_fields__["lr_warmup_steps"].default, total - 1)
+
+            def schedule(s: int) -> float:  # transformers' get_linear_schedule_with_warmup
+                return s / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
         self.t = 0
 
     def step(self, x: torch.Tensor) -> None:
@@ -81,11 +94,13 @@ class SparsifyTopK:
 class DictionaryLearningTopK:
     """dictionary_learning's TopKTrainer, stepped with its own update()."""
 
-    def __init__(self, d: int, n: int, k: int, lr: float | None, total: int) -> None:
+    def __init__(self, d: int, n: int, k: int, lr: float | None, total: int, schedule: Schedule | None) -> None:
         mod = _load("dictionary_learning", "trainers.top_k")
         self.trainer = mod.TopKTrainer(steps=total, activation_dim=d, dict_size=n, k=k, layer=0,
                                        lm_name="planted", lr=lr, seed=0, device="cpu",
-                                       warmup_steps=min(1000, total // 2))  # 1000 = its default
+                                       warmup_steps=min(1000, total - 1))  # 1000 = its default
+        if schedule is not None:
+            self.trainer.scheduler = torch.optim.lr_scheduler.LambdaLR(self.trainer.optimizer, schedule)
         self.t = 0
 
     def step(self, x: torch.Tensor) -> None:

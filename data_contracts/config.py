@@ -13,6 +13,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from data_contracts.errors import ContractError
+
+# the interpretation stage's config lives in its own module; re-exported here with the others
+from data_contracts.interpret_config import InterpretConfig as InterpretConfig
+from data_contracts.interpret_config import LLMConfig as LLMConfig
+from data_contracts.runner_config import RunnerConfig
 from data_contracts.storage import is_url, normalise_root
 
 Device = Literal["auto", "cpu", "cuda"]
@@ -237,39 +242,68 @@ class FamilyConfig(_Strict):
 
 class OutcomeSettings(_Strict):
     """How MEDS codes are read. Same-day rule: an outcome first recorded on the index day
-    counts as prior (it was known at the study), so the study is excluded for it."""
+    counts as prior (it was known at the study), so the study is excluded for it.
+
+    `washout_days`: an outcome first recorded within this many days after the index was
+    most likely present, undiagnosed, at the scan; such studies are excluded (flagged), as
+    are studies whose follow-up ends within the washout. Default 0 keeps results comparable
+    with earlier runs; 90-180 days is usual for incident-disease studies (README)."""
 
     birth_code: str = "MEDS_BIRTH"
     death_code: str = "MEDS_DEATH"
     female_codes: tuple[str, ...] = ("GENDER//F",)
     male_codes: tuple[str, ...] = ("GENDER//M",)
     one_study_per_patient: bool = True  # first eligible study per patient and outcome
+    washout_days: float = Field(0.0, ge=0)
 
 
 class AssociationConfig(_Strict):
-    """Screen every pair (2x2 + age/sex-adjusted score test), confirm the ones that pass with
-    exact adjusted logistic fits, rank within (modality, outcome) in the discovery split and
-    check replication in the validation split.
+    """Screen every pair (2x2 + age/sex-adjusted score test), estimate the adjusted OR of the
+    pairs that may rank with one estimator, rank within (modality, outcome) in the discovery
+    split and check replication in the validation split.
 
-    Ranked (discovery): adjusted q < alpha (BH over the score-test p of every discovery
-    test) and at least `min_exposed_cases` exposed cases; `rank_key` orders them
-    (adj_or_ci_low: lower 95% bound of the adjusted OR, exact fit where there is one).
-    Replicated: ranked in discovery, and in validation the adjusted log-OR has the same
-    sign with adjusted p < `replication_p`."""
+    May rank (discovery): adjusted score q < alpha and at least `min_exposed_cases` exposed
+    cases. `rank_estimator` is the one estimator behind every adj_* column and every rank:
+    "exact", an exact adjusted logistic fit (Firth's with `firth`) of every pair that may rank,
+    batched; a pair whose fit does not exist (separation without Firth) or does not
+    converge is flagged and not ranked. "score": the score test alone (adj_* are its
+    one-step estimate U/V and score p; ranked by p, since the one-step estimate is biased
+    toward 0 for strong effects). `rank_key` orders the ranked pairs.
+    BH q and Bonferroni run within `fdr_family`: "split" pools every modality and outcome of
+    a split; "modality_outcome" is one family per (split, modality, outcome).
+    Replicated: ranked in discovery, and in validation the adjusted log-OR has the same sign
+    with p, corrected by `replication_method` (Holm or BH) over the pairs ranked for the same
+    (modality, outcome), below `replication_p`."""
 
     alpha: float = Field(0.05, gt=0, lt=1)  # BH false discovery rate for ranking
     min_exposed_cases: int = Field(3, ge=0)  # fewer exposed cases: flagged and not ranked
     min_cell_count: int = Field(1, ge=0)  # any 2x2 cell below: flagged (never dropped)
+    rank_estimator: Literal["exact", "score"] = "exact"
     rank_key: Literal["adj_or_ci_low", "adj_odds_ratio", "adj_p_value", "or_ci_low"] = "adj_or_ci_low"
-    exact_select: Literal["q", "top"] = "q"  # exact fits for q < alpha, or the top M by score p
-    exact_top_m: int = Field(20, ge=1)  # with exact_select=top; with q: a cap per outcome
+    # "q": exact fits for the pairs that may rank; "top": also the exact_top_m best by score p
+    # per (modality, outcome) that may not (shown, never ranked)
+    exact_select: Literal["q", "top"] = "q"
+    exact_top_m: int | None = Field(None, ge=1)  # cap per (modality, outcome); None: no cap
     firth: bool = False  # Firth penalised logistic for the exact fits (rare outcomes)
+    fdr_family: Literal["split", "modality_outcome"] = "split"
     split_frac: float = Field(0.5, gt=0, lt=1)  # share of patients in discovery
     split_seed: int = 0
+    replication_method: Literal["holm", "bh"] = "holm"
     replication_p: float = Field(0.05, gt=0, lt=1)
     # Also fit outcome ~ standardised activation + age + sex (OR per SD) for the pairs
     # selected for exact fits; sd_* columns (NaN when off).
     or_per_sd: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AssociationConfig:
+        if self.exact_select == "top" and self.exact_top_m is None:
+            raise ValueError("association.exact_select 'top' needs exact_top_m (how many pairs per outcome)")
+        if self.rank_estimator == "score" and self.rank_key != "adj_p_value":
+            raise ValueError("association.rank_estimator 'score' ranks by p: set rank_key 'adj_p_value' "
+                             "(the one-step estimate is biased toward 0 for strong effects)")
+        if self.rank_estimator == "score" and self.firth:
+            raise ValueError("association.firth applies to exact fits: use rank_estimator 'exact'")
+        return self
 
 
 class SurvivalConfig(_Strict):
@@ -278,15 +312,6 @@ class SurvivalConfig(_Strict):
 
     top_per_outcome: int = Field(3, ge=0)
     min_events: int = Field(2, ge=1)  # per group, else the Cox fit is flagged, not run
-
-
-class InterpretConfig(_Strict):
-    n_top: int = Field(100, ge=4)  # top-activating reports per feature
-    n_control: int = Field(300, ge=4)
-    heldout_frac: float = Field(0.5, gt=0, lt=1)
-    n_terms: int = Field(3, ge=1)
-    prior_scale: float = Field(10.0, gt=0)  # strength of the corpus Dirichlet prior
-    seed: int = 0
 
 
 class ReportConfig(_Strict):
@@ -318,6 +343,7 @@ class RunConfig(_Strict):
     survival: SurvivalConfig = SurvivalConfig()
     interpretation: InterpretConfig = InterpretConfig()
     report: ReportConfig = ReportConfig()
+    runner: RunnerConfig = RunnerConfig()  # where heavy tasks run (data_contracts/runner_config.py)
     # where the HTML report is published (folder or URL); default <store>/../report, or <store>/report
     # for a URL store
     report_dir: Path | str | None = None

@@ -252,7 +252,7 @@ FAMILY_ACTIVATIONS = Contract(
 
 OUTCOME_LABELS = Contract(
     name="outcome_labels",
-    version="2",
+    version="3",
     schema=pa.schema(
         [
             pa.field("study_id", pa.string(), nullable=False),
@@ -264,6 +264,7 @@ OUTCOME_LABELS = Contract(
             pa.field("event", pa.bool_(), nullable=False),  # first record within the window
             pa.field("time_days", pa.float64()),  # to event or censoring, capped at window
             pa.field("complete_followup", pa.bool_(), nullable=False),
+            pa.field("competing_event", pa.bool_()),  # follow-up ended by death within the window
             pa.field("age_years", pa.float64()),
             pa.field("sex", pa.string()),  # F | M | null
             pa.field("flag", pa.string()),
@@ -324,15 +325,18 @@ ASSOCIATIONS = Contract(
             pa.field("score_q", pa.float64()),  # BH over every score test of the split
             pa.field("score_log_or", pa.float64()),  # one-step estimate U/V
             pa.field("score_se", pa.float64()),
+            # the one estimator of association.rank_estimator (null where it gave none):
             pa.field("adj_method", pa.string()),  # logistic | firth logistic | score one-step
             pa.field("adj_log_or", pa.float64()),
             pa.field("adj_odds_ratio", pa.float64()),  # outcome ~ cohort + age + sex
-            pa.field("adj_or_ci_low", pa.float64()),  # Wald 95%
+            pa.field("adj_or_ci_low", pa.float64()),  # 95%: Wald (logistic, score), profile (Firth)
             pa.field("adj_or_ci_high", pa.float64()),
-            pa.field("adj_p_value", pa.float64()),
+            pa.field("adj_p_value", pa.float64()),  # Wald | penalised LR (Firth) | score
             pa.field("rank", pa.int32()),  # discovery only, within (modality, outcome)
             pa.field("n_ranked", pa.int32()),
             pa.field("n_tested", pa.int32()),
+            # validation p of a ranked pair, Holm/BH over the pairs ranked for its (modality, outcome)
+            pa.field("replication_p_adj", pa.float64()),
             pa.field("replicated", pa.bool_()),  # null for pairs not ranked in discovery
             pa.field("flag", pa.string()),
             # option or_per_sd: outcome ~ standardised activation + age + sex, exact-fit pairs
@@ -344,6 +348,18 @@ ASSOCIATIONS = Contract(
         ]
     ),
     required=("modality", "unit", "feature_id", "outcome_id", "split", "n_exposed", "n_exposed_cases"),
+)
+
+ASSOCIATION_METHODS = Contract(
+    name="association_methods",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("topic", pa.string(), nullable=False),
+            pa.field("statement", pa.string(), nullable=False),
+        ]
+    ),
+    required=("topic", "statement"),
 )
 
 SURVIVAL = Contract(
@@ -358,16 +374,20 @@ SURVIVAL = Contract(
             pa.field("n_exposed", pa.int64(), nullable=False),
             pa.field("n_events", pa.int64(), nullable=False),
             pa.field("n_exposed_events", pa.int64(), nullable=False),
-            pa.field("hazard_ratio", pa.float64()),  # Cox, adjusted for age and sex
+            pa.field("n_competing", pa.int64()),  # follow-up ended by death (competing event)
+            pa.field("hazard_ratio", pa.float64()),  # cause-specific Cox (deaths censored), age+sex
             pa.field("hr_ci_low", pa.float64()),
             pa.field("hr_ci_high", pa.float64()),
             pa.field("hr_p", pa.float64()),
-            pa.field("cuminc_exposed", pa.float64()),  # Kaplan-Meier 1 - S(window)
+            pa.field("cuminc_exposed", pa.float64()),  # 1 - Kaplan-Meier S(window), deaths censored
             pa.field("cuminc_exposed_low", pa.float64()),
             pa.field("cuminc_exposed_high", pa.float64()),
             pa.field("cuminc_unexposed", pa.float64()),
             pa.field("cuminc_unexposed_low", pa.float64()),
             pa.field("cuminc_unexposed_high", pa.float64()),
+            # Aalen-Johansen cumulative incidence at the window, death a competing event
+            pa.field("aj_cuminc_exposed", pa.float64()),
+            pa.field("aj_cuminc_unexposed", pa.float64()),
             pa.field("logrank_p", pa.float64()),
             pa.field("flag", pa.string()),
         ]
@@ -383,7 +403,8 @@ KM_CURVES = Contract(
             *PAIR_KEY,
             pa.field("group", pa.string(), nullable=False),  # exposed | unexposed
             pa.field("time_days", pa.float64(), nullable=False),
-            pa.field("cum_incidence", pa.float64(), nullable=False),
+            pa.field("cum_incidence", pa.float64(), nullable=False),  # 1 - KM
+            pa.field("aj_cum_incidence", pa.float64()),  # Aalen-Johansen, death competing
             pa.field("ci_low", pa.float64()),
             pa.field("ci_high", pa.float64()),
             pa.field("n_at_risk", pa.int64(), nullable=False),  # durations >= time_days
@@ -399,11 +420,16 @@ INTERPRETATIONS = Contract(
     schema=pa.schema(
         [
             pa.field("modality", pa.string(), nullable=False),
-            UNIT,
+            UNIT,  # feature | family (what feature_id numbers)
             pa.field("feature_id", pa.int32(), nullable=False),
+            pa.field("method", pa.string(), nullable=False),  # keywords | llm
+            pa.field("judge", pa.string(), nullable=False),  # keywords | llm
+            pa.field("named_from", pa.string(), nullable=False),  # whose text named it
             pa.field("label", pa.string(), nullable=False),
+            pa.field("explanation", pa.string()),  # one sentence (llm)
             pa.field("top_terms", pa.list_(pa.string()), nullable=False),
             pa.field("term_scores", pa.list_(pa.float64()), nullable=False),
+            pa.field("n_candidates", pa.int64(), nullable=False),  # best-of-k
             pa.field("n_train_top", pa.int64(), nullable=False),
             pa.field("n_train_control", pa.int64(), nullable=False),
             pa.field("n_heldout_top", pa.int64(), nullable=False),
@@ -411,6 +437,14 @@ INTERPRETATIONS = Contract(
             pa.field("n_heldout_control", pa.int64(), nullable=False),
             pa.field("n_heldout_control_hits", pa.int64(), nullable=False),
             pa.field("heldout_balanced_accuracy", pa.float64()),
+            pa.field("ba_ci_low", pa.float64()),  # Wilson 95%
+            pa.field("ba_ci_high", pa.float64()),
+            pa.field("precision", pa.float64()),
+            pa.field("recall", pa.float64()),
+            pa.field("auroc", pa.float64()),  # only where the judge's scores are graded
+            pa.field("decile_recall", pa.list_(pa.float64()), nullable=False),  # top decile first; NaN: empty
+            pa.field("baseline_label", pa.string()),  # another feature's label (shuffled-label baseline)
+            pa.field("baseline_balanced_accuracy", pa.float64()),
             pa.field("flag", pa.string()),
         ]
     ),
@@ -435,6 +469,7 @@ ALL_CONTRACTS: dict[str, Contract] = {
         OUTCOME_LABELS,
         STUDY_SPLIT,
         ASSOCIATIONS,
+        ASSOCIATION_METHODS,
         SURVIVAL,
         KM_CURVES,
         INTERPRETATIONS,

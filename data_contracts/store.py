@@ -2,10 +2,11 @@
 
 Layout: `<root>/artifacts/<kind>/<version>/` holds parquet tables (`<name>.parquet`), any
 other files (safetensors weights, HTML pages) and `manifest.json`. The version is a hash of
-kind + contract + input versions + parameters, so the same work maps to the same directory
-and a re-run finds it instead of recomputing. An artifact is reused only if its files still
-match their recorded checksums and the inputs it was made from still have the content it
-saw (input digests), so deleting or corrupting an artifact recomputes exactly what changed.
+kind + contract + input versions + parameters + the digest of the stage's code, so the
+same work maps to the same directory and a re-run finds it instead of recomputing. An
+artifact is reused only if its files still match their recorded checksums and the inputs
+it was made from still have the content it saw (input digests), so deleting or corrupting
+an artifact recomputes exactly what changed.
 
 The root is a local path or an fsspec URL (`s3://bucket/prefix`, `gs://...`); all I/O goes
 through `data_contracts/storage.py`. Commit is atomic on both: locally the finished
@@ -110,16 +111,21 @@ def code_version() -> str:
 
 
 def compute_version(
-    kind: str, contract: str | None, inputs: Sequence[ArtifactRef], params: Mapping[str, Any]
+    kind: str, contract: str | None, inputs: Sequence[ArtifactRef], params: Mapping[str, Any],
+    code: str | None = None,
 ) -> str:
-    """Content hash of what determines an artifact: not its code version, so unrelated
-    commits do not invalidate finished work (bump a contract version to force that)."""
+    """Content hash of what determines an artifact: kind, contract, input versions,
+    parameters and `code`, the digest of the code that builds it
+    (data_contracts/stage_code.py): a fix to a statistic recomputes what it feeds, while
+    commits that do not touch a stage's code reuse its finished work."""
     payload = {
         "kind": kind,
         "contract": contract,
         "inputs": sorted((r.kind, r.version) for r in inputs),
         "params": params,
     }
+    if code is not None:
+        payload["code"] = code
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()[:20]
 
 
@@ -287,12 +293,14 @@ class ArtifactStore:
         contract: str | None,
         inputs: Sequence[ArtifactRef],
         params: Mapping[str, Any],
+        code: str | None = None,
     ) -> Iterator[tuple[ArtifactWriter, list[ArtifactRef]]]:
         """Yield a writer; on clean exit the artifact appears atomically and its ref is
         appended to the yielded list. On error the temporary files are removed."""
         if self.storage.local:
             base = self.storage.local_path(f"artifacts/{kind}")
             base.mkdir(parents=True, exist_ok=True)
+            stale = (base / version / MANIFEST).is_file()
             tmp = base / _temp_name(version)
             tmp.mkdir()
         else:  # staged locally, uploaded at commit
@@ -301,9 +309,9 @@ class ArtifactStore:
         try:
             w = ArtifactWriter(tmp)
             yield w, out
-            digest = self._write_manifest(w, kind, version, contract, inputs, params)
+            digest = self._write_manifest(w, kind, version, contract, inputs, params, code)
             if self.storage.local:
-                self._publish(tmp, base / version)
+                digest = self._publish(tmp, base / version, stale)
             else:
                 self._publish_remote(tmp, kind, version)
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -321,6 +329,7 @@ class ArtifactStore:
         contract: str | None,
         inputs: Sequence[ArtifactRef],
         params: Mapping[str, Any],
+        code: str | None = None,
     ) -> str:
         files = {}
         for f in sorted(p for p in w.tmp.rglob("*") if p.is_file()):
@@ -338,22 +347,34 @@ class ArtifactStore:
             "files": files,
             "digest": digest.hexdigest()[:20],
             "code_version": code_version(),
+            "code_digest": code,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (w.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         return str(manifest["digest"])
 
     @staticmethod
-    def _publish(tmp: Path, final: Path) -> None:
-        """Rename into place; an existing (stale or damaged) version is moved aside first so
-        readers see either the old whole artifact or the new whole one, never a mix."""
-        if final.exists():
-            trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:8]}")
-            os.rename(final, trash)
-            os.rename(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+    def _publish(tmp: Path, final: Path, stale: bool) -> str:
+        """Rename into place; an existing (`stale`: there when writing began, damaged or
+        made from other inputs) version is moved aside first so readers see either the old
+        whole artifact or the new whole one, never a mix. If another writer commits the
+        same version meanwhile (two runs doing the same work at once), its artifact is kept
+        and ours dropped. Returns the digest now at `final`."""
+        try:
+            if (final / MANIFEST).is_file() and not stale:
+                raise FileExistsError(final)
+            if final.exists():
+                trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:8]}")
+                os.rename(final, trash)
+                os.rename(tmp, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.rename(tmp, final)
+        except OSError:
+            if not (final / MANIFEST).is_file():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
+        return str(json.loads((final / MANIFEST).read_text())["digest"])
 
     def _publish_remote(self, staged: Path, kind: str, version: str) -> None:
         """Commit on a store without rename. Parts and manifest go under a temporary

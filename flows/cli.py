@@ -67,6 +67,22 @@ def _run_flow(fn: Any, *args: Any, **kwargs: Any) -> Any:
         _stop_embedded_server()
 
 
+def _overrides(store: str | None, dask_address: str | None) -> Any:
+    from data_contracts.overrides import RunOverrides
+    from data_contracts.runner_config import RunnerConfig
+
+    if store is None and dask_address is None:
+        return None
+    runner = RunnerConfig(kind="dask", address=dask_address) if dask_address else None
+    return RunOverrides(store=store, runner=runner)
+
+
+_store_option = click.option("--store", default=None, metavar="PATH|URL",
+                             help="Override the config's store (absolute path or URL, e.g. s3://bucket/prefix).")
+_dask_option = click.option("--dask-address", default=None, metavar="tcp://HOST:PORT",
+                            help="Override the config's runner: run heavy tasks on this Dask scheduler.")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """medconcepts: find medical concepts in CT and report embeddings with sparse
@@ -99,8 +115,10 @@ def demo(out_dir: Path, patients: int, seed: int, no_check: bool) -> None:
     print_check(out_dir / "demo_check.json")
     click.echo(f"wall time: {time.perf_counter() - t0:.1f} s")
     if not ok:
-        click.echo("self-check FAILED: a planted link was not found within rank 3 "
-                   "(or the age-confounded finding ranked within it)", err=True)
+        click.echo("self-check FAILED: a modality that carries a planted finding did not find it (no cohort "
+                   "with Jaccard >= 1/3 ranked within 3 for the linked outcome), or the age-confounded "
+                   "finding ranked within 3 (demo_check.json, rows with passed false), or a planted finding's best "
+                   "feature got no label naming it (demo_labels.json)", err=True)
         if not no_check:
             sys.exit(EXIT_CHECK_FAILED)
     else:
@@ -109,22 +127,28 @@ def demo(out_dir: Path, patients: int, seed: int, no_check: bool) -> None:
 
 @main.command()
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def run(config: Path) -> None:
+@click.option("--sae-policy", type=click.Choice(["train", "reuse"]), default="train", show_default=True,
+              help="train: train the SAE sweep and publish the selected SAE; reuse: encode with the published "
+                   "SAE (as the nightly deployment does), training only if there is none.")
+@_store_option
+@_dask_option
+def run(config: Path, sae_policy: str, store: str | None, dask_address: str | None) -> None:
     """Run the discovery flow described by CONFIG (YAML): ingest, embed, train SAEs,
     cohorts, outcomes, associations, interpretations and the HTML report."""
-    from data_contracts.config import load_run_config
     from data_contracts.errors import ContractError
+    from data_contracts.overrides import load_config
 
     try:
-        cfg = load_run_config(config)
-    except ContractError as e:
+        overrides = _overrides(store, dask_address)
+        cfg = load_config(config, overrides)
+    except (ContractError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     _setup_env(_store_prefect_home(cfg.store))
     from flows.discovery import discovery
     from flows.summary import print_summary
 
     t0 = time.perf_counter()
-    result = _run_flow(discovery, str(config.resolve()))
+    result = _run_flow(discovery, str(config.resolve()), sae_policy, overrides)
     print_summary(result)
     click.echo(f"wall time: {time.perf_counter() - t0:.1f} s")
 
@@ -135,11 +159,26 @@ def run(config: Path) -> None:
 @click.option("--until", default=None, metavar="YYYY-MM", help="Last study month to embed (inclusive).")
 @click.option("--modality", type=click.Choice(["report", "image"]), default=None,
               help="Only this modality (default: every modality in CONFIG).")
-def backfill(config: Path, since: str | None, until: str | None, modality: str | None) -> None:
+@click.option("--dry-run", is_flag=True, help="Show the month partitions and what would run; start nothing.")
+@click.option("--deployment", default=None, metavar="FLOW/DEPLOYMENT",
+              help="Backfill deployment (default medconcepts-backfill/backfill-month when PREFECT_API_URL is set).")
+@click.option("--local", "in_process", is_flag=True, help="Run in this process even if PREFECT_API_URL is set.")
+@click.option("--no-wait", is_flag=True, help="Create the partition runs and return without following them.")
+@click.option("--poll", default=5.0, show_default=True, help="Seconds between progress polls.")
+@_store_option
+@_dask_option
+def backfill(config: Path, since: str | None, until: str | None, modality: str | None, dry_run: bool,
+             deployment: str | None, in_process: bool, no_wait: bool, poll: float, store: str | None,
+             dask_address: str | None) -> None:
     """Embed the studies of CONFIG whose study month lies in [--since, --until] with the
     configured encoders, into the store's incremental embedding cache. Studies already
     embedded by the same encoder (name, weights, preprocessing) are skipped, so a re-run
-    or an overlapping range computes nothing twice; a later `run` reuses the vectors."""
+    or an overlapping range computes nothing twice; a later `run` reuses the vectors.
+
+    With PREFECT_API_URL set (and not --local), each month is one flow run of the
+    backfill deployment (see `medconcepts deploy`), created with an idempotency key per
+    partition: repeating the command starts nothing twice, and after a crash it resumes
+    with the months not yet committed. Progress is shown until every run is final."""
     from data_contracts.config import load_run_config
     from data_contracts.embedding_cache import check_month
     from data_contracts.errors import ContractError
@@ -149,14 +188,83 @@ def backfill(config: Path, since: str | None, until: str | None, modality: str |
         for m in (since, until):
             if m is not None:
                 check_month(m)
+        overrides = _overrides(store, dask_address)
     except (ContractError, ValueError) as e:
         raise click.ClickException(str(e)) from e
+    if os.environ.get("PREFECT_API_URL") and not in_process:
+        if since is None or until is None:
+            raise click.ClickException("--since and --until are required to backfill through a deployment")
+        _backfill_runs(str(config.resolve()), since, until, modality, overrides, deployment, dry_run, no_wait, poll)
+        return
     _setup_env(_store_prefect_home(cfg.store))
+    if dry_run:
+        from flows.backfill_plan import pending_months
+
+        click.echo(json.dumps({"pending": pending_months(str(config.resolve()), since, until, modality, overrides)},
+                              indent=2))
+        return
     from flows.backfill import backfill as backfill_flow
 
     t0 = time.perf_counter()
-    counts = _run_flow(backfill_flow, str(config.resolve()), since, until, modality)
+    counts = _run_flow(backfill_flow, str(config.resolve()), since, until, modality, overrides)
     click.echo(json.dumps({"computed": counts, "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))
+
+
+def _backfill_runs(config: str, since: str, until: str, modality: str | None, overrides: Any,
+                   deployment: str | None, dry_run: bool, no_wait: bool, poll: float) -> None:
+    from tqdm import tqdm
+
+    from flows.backfill_runs import DEFAULT_DEPLOYMENT, FINAL, follow, start
+
+    plan = start(deployment or DEFAULT_DEPLOYMENT, config, since, until, modality, overrides, dry_run)
+    if not (dry_run or no_wait):
+        with tqdm(total=sum(p.run_id is not None for p in plan.partitions), desc="month partitions",
+                  unit="run", file=sys.stderr, dynamic_ncols=True) as bar:
+            def progress(done: int, total: int) -> None:
+                bar.update(done - bar.n)
+
+            follow(plan, poll_s=poll, on_progress=progress)
+    click.echo(json.dumps(plan.summary(), indent=2))
+    failed = [p.month for p in plan.partitions if p.state in FINAL and p.state != "COMPLETED"]
+    if failed and not dry_run:
+        raise click.ClickException(f"partitions not committed: {failed}; run the same command again to retry them")
+
+
+@main.command()
+@click.option("--config", "config", required=True, metavar="PATH",
+              help="Run config path as the workers see it (deployment parameter).")
+@click.option("--prefect-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Deployments file (default ./prefect.yaml, else the one beside the package).")
+@click.option("--timezone", default=None, help="IANA time zone of the schedules (default: this machine's).")
+@click.option("--nightly-cron", default=None, help="Cron of nightly-discovery (default in prefect.yaml: 0 2 * * *).")
+@click.option("--retrain-cron", default=None, help="Cron of sae-retrain (default in prefect.yaml: 0 3 * * 0, weekly).")
+@click.option("--cpu-pool", default="cpu", show_default=True, help="Work pool of CPU flows (type process).")
+@click.option("--gpu-pool", default="gpu", show_default=True, help="Work pool of GPU flows.")
+@click.option("--gpu-pool-type", type=click.Choice(["kubernetes", "process"]), default="kubernetes",
+              show_default=True, help="Type of the GPU pool if it must be created (process: a GPU host's worker).")
+@_store_option
+@_dask_option
+def deploy(config: str, prefect_file: Path | None, timezone: str | None, nightly_cron: str | None,
+           retrain_cron: str | None, cpu_pool: str, gpu_pool: str, gpu_pool_type: str, store: str | None,
+           dask_address: str | None) -> None:
+    """Register the deployments of prefect.yaml (nightly-discovery, sae-retrain,
+    backfill-month) against the Prefect server at PREFECT_API_URL, creating the work pools
+    if missing (GPU pool: kubernetes with docker/gpu-job-template.json, which requests
+    nvidia.com/gpu). Running it again updates them."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise click.ClickException("set PREFECT_API_URL to the Prefect server, e.g. http://localhost:4200/api")
+    from flows.deploy import DeployOptions, find_prefect_yaml, local_timezone
+    from flows.deploy import deploy as deploy_all
+
+    try:
+        opts = DeployOptions(config=config, timezone=timezone or local_timezone(), nightly_cron=nightly_cron,
+                             retrain_cron=retrain_cron, cpu_pool=cpu_pool, gpu_pool=gpu_pool,
+                             gpu_pool_type=gpu_pool_type,
+                             overrides=_overrides(store, dask_address))
+        summary = deploy_all(find_prefect_yaml(prefect_file), opts)
+    except (ValueError, FileNotFoundError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(json.dumps(summary, indent=2))
 
 
 @main.command()

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 from prefect import flow, unmapped
 from prefect.runtime import flow_run
 
-from data_contracts.config import load_run_config
+from data_contracts.config import RunConfig
+from data_contracts.overrides import RunOverrides, load_config
 from data_contracts.store import ArtifactRef
 from flows.embedding import embed_modality
+from flows.runner import api_for_workers, gpu_slot, stage_needs_gpu, task_runner
 from tasks.cohorts import cohorts
 from tasks.families import families
 from tasks.ingest import ingest_events, ingest_studies
@@ -19,7 +22,7 @@ from tasks.interpret import interpret
 from tasks.lineage import record_run
 from tasks.outcomes import label_outcomes, study_split
 from tasks.report import publish, render
-from tasks.sae import activations, select, trainer_for
+from tasks.sae import activations, publish_sae, published_sae, select, trainer_for
 from tasks.stats import associate, survival
 
 
@@ -62,22 +65,61 @@ class RunResult:
         return artifact_refs(core, self.modalities)
 
 
+SAEPolicy = Literal["train", "reuse"]
+
+
 @flow(name="medconcepts-discovery")
-def discovery(config_path: str) -> RunResult:
+def discovery(config_path: str, sae_policy: SAEPolicy = "train", overrides: RunOverrides | None = None) -> RunResult:
     """Ingest -> embed -> SAE -> activations -> families -> cohorts (features and
     families) -> outcomes -> associations -> interpretations -> HTML report, for every
-    modality in the run config."""
-    cfg = load_run_config(config_path)
+    modality in the run config.
+
+    Embedding is incremental (only studies without a cached vector are encoded).
+    `sae_policy`: 'train' trains the SAE sweep and publishes the selected SAE; 'reuse'
+    encodes with the published SAE (trained on the same encoder), training one only when
+    there is none. `overrides` change the config for this run (store, runner, ...). With
+    `runner.kind: dask` the stages run as a subflow on a DaskTaskRunner."""
+    cfg = load_config(config_path, overrides)
+    runner = task_runner(cfg.runner)
+    if runner is None:
+        return _discover(cfg, config_path, sae_policy)
+    with api_for_workers():
+        return discovery_stages.with_options(task_runner=runner)(config_path, sae_policy, overrides)
+
+
+@flow(name="medconcepts-discovery-stages")
+def discovery_stages(config_path: str, sae_policy: SAEPolicy = "train",
+                     overrides: RunOverrides | None = None) -> RunResult:
+    """The discovery stages on the task runner the caller chose (Dask)."""
+    return _discover(load_config(config_path, overrides), config_path, sae_policy)
+
+
+def _sae(cfg: RunConfig, root: str, emb: ArtifactRef, modality: str, sae_policy: SAEPolicy
+         ) -> tuple[ArtifactRef, ArtifactRef | None]:
+    """(SAE used downstream, sweep artifact or None when the published SAE was reused)."""
+    if sae_policy == "reuse":
+        prior = published_sae(root, modality, emb)
+        if prior is not None:
+            return prior, None
+    runs = cfg.sae_runs()
+    with gpu_slot(stage_needs_gpu(cfg, "sae")):
+        trained = trainer_for(runs).map(root, unmapped(emb), list(runs))
+    sae, sweep = select(root, emb, trained, cfg.sae)
+    publish_sae(root, modality, emb, sae, sweep)
+    return sae, sweep
+
+
+def _discover(cfg: RunConfig, config_path: str, sae_policy: SAEPolicy) -> RunResult:
     root = str(cfg.store)
     studies = ingest_studies(root, str(cfg.inputs.studies))
     events = ingest_events(root, str(cfg.inputs.events))
     labels = label_outcomes(root, studies, events, str(cfg.inputs.outcomes), cfg.outcome_settings)
     mods: dict[str, ModalityRefs] = {}
     for m in cfg.modalities:
-        emb = embed_modality(root, studies, m)
-        runs = cfg.sae_runs()
-        sae, sweep = select(root, emb, trainer_for(runs).map(root, unmapped(emb), list(runs)), cfg.sae)
-        act = activations(root, emb, sae)
+        emb = embed_modality(root, studies, m, stage_needs_gpu(cfg, "embed", m))
+        sae, sweep = _sae(cfg, root, emb, m.modality, sae_policy)
+        with gpu_slot(stage_needs_gpu(cfg, "sae")):
+            act = activations.submit(root, emb, sae).result()
         fam = families(root, emb, sae, act, cfg.families)
         stats, coh = cohorts(root, emb, sae, act, fam, cfg.cohort)
         interp = interpret(root, studies, coh, m.modality, cfg.interpretation)

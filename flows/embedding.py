@@ -1,6 +1,8 @@
 """Embedding wiring shared by the discovery and backfill flows: plan the month partitions
 that still lack embeddings, spread them over `workers` tasks (tagged `gpu` for GPU
-encoders), then assemble the `embeddings` artifact."""
+encoders), then assemble the `embeddings` artifact. Planning, partitions and assembly are
+all submitted to the run's task runner under the same GPU request, so on a Dask cluster
+they run where the encoder runs and agree on its identity (device and dtype included)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,18 @@ from prefect.futures import wait
 
 from data_contracts.config import ModalityConfig
 from data_contracts.store import ArtifactRef
+from flows.runner import gpu_slot
 from tasks.encoders import embed, embed_partitions, encoder_tags, plan_embedding, split_partitions
 
 
-def fill_partitions(root: str, studies: ArtifactRef, m: ModalityConfig,
+def fill_partitions(root: str, studies: ArtifactRef, m: ModalityConfig, gpu: bool = False,
                     since: str | None = None, until: str | None = None) -> dict[str, int]:
     """Embed the missing studies of every month in [since, until]; {month: computed}."""
-    months = plan_embedding(root, studies, m, since, until)
-    task = embed_partitions.with_options(tags=encoder_tags(m))
-    futures = [task.submit(root, studies, m, group) for group in split_partitions(months, m.workers)]
+    tags = encoder_tags(m)
+    with gpu_slot(gpu):
+        months = plan_embedding.with_options(tags=tags).submit(root, studies, m, since, until).result()
+        task = embed_partitions.with_options(tags=tags)
+        futures = [task.submit(root, studies, m, group) for group in split_partitions(months, m.workers)]
     # Let every partition finish before reading any result: `.result()` alone would raise on the
     # first failure and the flow's exit would cancel partitions still waiting for a `gpu` slot.
     wait(futures)
@@ -26,6 +31,7 @@ def fill_partitions(root: str, studies: ArtifactRef, m: ModalityConfig,
     return counts
 
 
-def embed_modality(root: str, studies: ArtifactRef, m: ModalityConfig) -> ArtifactRef:
-    fill_partitions(root, studies, m)
-    return embed(root, studies, m)
+def embed_modality(root: str, studies: ArtifactRef, m: ModalityConfig, gpu: bool = False) -> ArtifactRef:
+    fill_partitions(root, studies, m, gpu)
+    with gpu_slot(gpu):
+        return embed.with_options(tags=encoder_tags(m)).submit(root, studies, m).result()

@@ -40,3 +40,11 @@ def print_check(path: Path) -> None:
     click.echo("\nself-check against the planted truth:")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         click.echo(rows.to_string(index=False))
+    labels = path.parent / "demo_labels.json"
+    if labels.is_file():
+        click.echo("\nlabels of the planted findings' best features (held-out balanced accuracy, "
+                   "shuffled-label baseline):")
+        cols = ["finding", "modality", "feature_id", "label", "heldout_ba", "ba_ci_low", "ba_ci_high", "baseline_ba",
+                "passed"]
+        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 50):
+            click.echo(pd.DataFrame(json.loads(labels.read_text()))[cols].to_string(index=False))

@@ -61,6 +61,7 @@ class ReportData:
     curves: pd.DataFrame | None = None  # KM_CURVES rows
     families: dict[tuple[str, int], Row] = field(default_factory=dict)  # (modality, family_id) -> FAMILIES row
     family_of: dict[tuple[str, int], int] = field(default_factory=dict)  # (modality, feature) -> its family
+    methods: pd.DataFrame | None = None  # ASSOCIATION_METHODS rows (topic, statement)
 
 
 def page_name(modality: str, unit: str, feature_id: int) -> str:

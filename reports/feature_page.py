@@ -115,16 +115,24 @@ def _interpretation(row: Row | None) -> str:
     parts = ["<h2>Interpretation</h2>"]
     if not missing(row.get("flag")):
         parts.append(f"<p>{flag_html(row['flag'])}</p>")
+    if not missing(row.get("explanation")):
+        parts.append(f"<p>{esc(row['explanation'])}</p>")
     ba = row.get("heldout_balanced_accuracy")
     if not missing(ba):
+        ci = ""
+        if not missing(row.get("ba_ci_low")) and not missing(row.get("ba_ci_high")):
+            ci = f", 95% CI {fixed2(row['ba_ci_low'])}–{fixed2(row['ba_ci_high'])}"
         parts.append(
             f"<p>The label applies to <b>{integer(row['n_heldout_top_hits'])}/"
             f"{integer(row['n_heldout_top'])}</b> held-out top reports vs "
             f"<b>{integer(row['n_heldout_control_hits'])}/{integer(row['n_heldout_control'])}"
-            f"</b> held-out controls (balanced accuracy {fixed2(ba)}). Terms were learned "
-            f"from {integer(row.get('n_train_top'))} top and "
-            f"{integer(row.get('n_train_control'))} control reports.</p>"
+            f"</b> held-out controls (balanced accuracy <b>{fixed2(ba)}</b>{ci}). "
+            f"Held-out reports come from other patients than the "
+            f"{integer(row.get('n_train_top'))} top and {integer(row.get('n_train_control'))} control "
+            f"reports the label was learned from.</p>"
         )
+        parts.append(_baseline(row))
+    parts.append(_provenance(row))
     terms, scores = as_list(row.get("top_terms")), as_list(row.get("term_scores"))
     if terms:
         body = "".join(
@@ -136,6 +144,23 @@ def _interpretation(row: Row | None) -> str:
             f'<th class="num">z (log-odds)</th></tr></thead><tbody>{body}</tbody></table>'
         )
     return "".join(parts)
+
+
+def _baseline(row: Row) -> str:
+    bba = row.get("baseline_balanced_accuracy")
+    if missing(bba):
+        return ""
+    return (f'<p class="muted">Chance for comparison: the label of another feature '
+            f"(&ldquo;{esc(row.get('baseline_label'))}&rdquo;) scores {fixed2(bba)} on the same reports.</p>")
+
+
+def _provenance(row: Row) -> str:
+    bits = []
+    if not missing(row.get("method")):
+        bits.append(f"named by {esc(row['method'])}, judged by {esc(row.get('judge'))}")
+    if not missing(row.get("named_from")):
+        bits.append(f"from {esc(row['named_from'])}")
+    return f'<p class="muted">{"; ".join(bits)}.</p>' if bits else ""
 
 
 def _activation(d: ReportData, key: FeatureKey) -> str:

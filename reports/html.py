@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def render_report(
     survival: pd.DataFrame | None = None,
     km_curves: pd.DataFrame | None = None,
     families: pd.DataFrame | None = None,
+    methods: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Write `index.html` and `features/<modality>_[family_]<id>.html` for every feature
     or family that is ranked for some outcome or among an outcome's top
@@ -61,6 +63,7 @@ def render_report(
     Returns the written paths, index first."""
     out_dir = Path(out_dir)
     data = build_data(associations, interpretations, feature_stats, outcomes, cfg, survival, km_curves, families)
+    data = replace(data, methods=methods)
     (out_dir / "features").mkdir(parents=True, exist_ok=True)
     index = out_dir / "index.html"
     index.write_text(index_html(data, run_info, cfg), encoding="utf-8")
@@ -116,19 +119,23 @@ def _header(d: ReportData, run_info: Mapping[str, str], cfg: ReportConfig) -> st
         '<p class="note">Exposed cohort: the studies where a concept (sparse-autoencoder '
         "feature) fires most strongly. P(outcome | cohort) is the share of exposed studies "
         "with a first diagnosis within the window; baseline is over all eligible studies. "
-        "OR with 95% CI (crude); q: Benjamini–Hochberg adjusted Fisher p. Adjusted OR: "
-        "logistic regression on age and sex (exact fit for pairs passing the screen, else the "
-        "score test’s one-step estimate); adjusted q: BH over the age+sex score tests. Shown: "
-        "the discovery half of the patients. Rank “r of n tested” orders the pairs with "
-        "adjusted q < alpha within a modality and outcome (key: lower bound of the adjusted OR); "
-        "“–” means not ranked. Replicated: same direction and adjusted p < 0.05 in the "
-        "validation half (patients never in both). Label "
-        "score: balanced accuracy of the label on held-out top-activating vs control "
-        "reports. A feature family (a parent feature and the features that fire mostly "
-        "with it or write mostly its direction) is one cohort and one row, ranked and "
-        "counted in the multiple testing like a feature; its member features are listed "
-        "under it.</p>"
+        "q: Benjamini–Hochberg adjusted Fisher p; adjusted q: BH over the age+sex score tests. "
+        "Shown: the discovery half of the patients; “–” means not ranked. Replicated: checked "
+        "in the validation half (patients never in both). Label score: balanced accuracy of "
+        "the label on held-out top-activating vs control reports. A feature family (a parent "
+        "feature and the features that fire mostly with it or write mostly its direction) is "
+        "one cohort and one row, ranked and counted in the multiple testing like a feature; "
+        "its member features are listed under it, tested and counted but not ranked.</p>" + _methods(d)
     )
+
+
+def _methods(d: ReportData) -> str:
+    """The association artifact's own statement of its estimator and families."""
+    if d.methods is None or not len(d.methods):
+        return ""
+    items = "".join(f"<dt>{esc(r['topic'])}</dt><dd>{esc(r['statement'])}</dd>" for r in d.methods.to_dict("records"))
+    return f'<details class="note" open><summary>Methods</summary><dl>{items}</dl></details>'
+
 
 
 def _outcomes_section(d: ReportData) -> str:

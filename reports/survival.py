@@ -86,11 +86,21 @@ def survival_section(surv: pd.DataFrame, curves: pd.DataFrame, outcome_id: str, 
             + td(_hr(r), r.get("hazard_ratio"), "num") + td(_hr(v), v.get("hazard_ratio"), "num")
             + td(_cuminc(r, "exposed"), r.get("cuminc_exposed"), "num")
             + td(_cuminc(r, "unexposed"), r.get("cuminc_unexposed"), "num")
+            + td(_aj(r), r.get("aj_cuminc_exposed"), "num")
             + td(pval(r.get("logrank_p")), r.get("logrank_p"), "num")
             + td(km_svg(c) + at_risk_table(c)) + td(esc(r.get("flag") or "")) + "</tr>")
-    head = ("<thead><tr><th>Feature / family</th><th>HR discovery (95% CI)</th><th>HR validation</th>"
-            "<th>Cum. incidence exposed (KM)</th><th>Unexposed</th><th>Log-rank p</th>"
-            "<th>Cumulative incidence (red: exposed)</th><th>Flag</th></tr></thead>")
+    head = ("<thead><tr><th>Feature / family</th><th>Cause-specific HR discovery (95% CI)</th><th>HR validation</th>"
+            "<th>Cum. incidence exposed (1 − KM)</th><th>Unexposed</th>"
+            "<th>Aalen–Johansen exposed / unexposed</th><th>Log-rank p</th>"
+            "<th>Cumulative incidence, 1 − KM (red: exposed)</th><th>Flag</th></tr></thead>")
     return ('<h3>Time to event, top hits</h3><p class="note">Cox hazard ratio adjusted for age and '
-            "sex; Kaplan–Meier cumulative incidence at the window with 95% CI, censored at the end "
-            f'of follow-up.</p><table>{head}<tbody>{"".join(rows)}</tbody></table>')
+            "sex, cause-specific: deaths are censored, so it compares outcome hazards among the living. "
+            "Cumulative incidence at the window: 1 − Kaplan–Meier with 95% CI, censored at the end of "
+            "follow-up and at death (the risk were no one to die), and beside it Aalen–Johansen, with "
+            "death a competing event (the risk in this population).</p>"
+            f'<table>{head}<tbody>{"".join(rows)}</tbody></table>')
+
+
+def _aj(r: dict) -> str:
+    e, u = r.get("aj_cuminc_exposed"), r.get("aj_cuminc_unexposed")
+    return "–" if missing(e) and missing(u) else f"{pct(e)} / {pct(u)}"

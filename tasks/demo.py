@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -21,11 +22,13 @@ from data_contracts.config import (
     dump_run_config,
 )
 from data_contracts.store import ArtifactRef, ArtifactStore
-from models.demo.check import check_passed, demo_check
+from models.demo.check import check_passed, demo_check, label_check
 from models.demo.cohort import DemoCohortConfig, generate_demo_cohort, n_studies
+from models.demo.reports import FINDING_NAMES
 from tasks.progress import progress_bar
 
 MARKER = ".generated.json"
+LABELS_FILE = "demo_labels.json"
 
 
 def demo_run_config(out: Path, inputs: InputsConfig) -> RunConfig:
@@ -64,15 +67,31 @@ def generate_fn(out: Path, cfg: DemoCohortConfig) -> Path:
 
 
 def check_fn(store: ArtifactStore, truth: Path, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef],
-             dest: Path, families: dict[str, ArtifactRef] | None = None) -> bool:
+             dest: Path, interpretations: dict[str, ArtifactRef] | None = None,
+             families: dict[str, ArtifactRef] | None = None) -> bool:
+    """Write the link check to `dest` and, with interpretations, the label check to
+    `demo_labels.json` beside it; True when both pass. With families, the link check
+    reports the best family beside the best feature."""
     exposed = {}
     for modality, ref in cohorts.items():
         c = store.read_table(ref)
         exposed[modality] = c[c["role"] == "exposed"]
+    doc = json.loads(truth.read_text())
     fams = {m: store.read_table(r) for m, r in (families or {}).items()}
-    table = demo_check(json.loads(truth.read_text()), exposed, store.read_table(assoc), families=fams)
+    table = demo_check(doc, exposed, store.read_table(assoc), families=fams)
     dest.write_text(json.dumps(table.to_dict(orient="records"), indent=2, default=str))
-    return check_passed(table)
+    if interpretations is None:
+        return check_passed(table)
+    interp = {m: store.read_table(ref) for m, ref in interpretations.items()}
+    labels = label_check(doc, exposed, interp, FINDING_NAMES, families=fams)
+    (dest.parent / LABELS_FILE).write_text(json.dumps(labels.to_dict(orient="records"), indent=2, default=str))
+    return check_passed(table) and labels_passed(labels)
+
+
+def labels_passed(labels: pd.DataFrame) -> bool:
+    """Every planted finding named, with a baseline near chance, in at least one modality
+    (the image modality's best feature may match a finding's image poorly)."""
+    return bool(len(labels)) and bool(labels.groupby("finding")["passed"].any().all())
 
 
 @task(name="generate-demo-cohort", cache_policy=NONE)
@@ -82,5 +101,6 @@ def generate(out_dir: str, n_patients: int, seed: int) -> str:
 
 @task(name="check-demo", cache_policy=NONE)
 def check(store_root: str, truth: str, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef], dest: str,
+          interpretations: dict[str, ArtifactRef] | None = None,
           families: dict[str, ArtifactRef] | None = None) -> bool:
-    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest), families)
+    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest), interpretations, families)

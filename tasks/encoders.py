@@ -9,10 +9,12 @@ backfill recomputes nothing already done. The `embeddings` artifact (contract
 table at hand, with a quarantine table of the studies that could not be embedded.
 
 Flows map month partitions over `workers` tasks and then call `embed`, which finds
-everything cached and only assembles. The partition tasks run in the flow run's own task
-runner (Prefect's default ThreadPoolTaskRunner, in the process that runs the flow): a
-Prefect work pool routes whole flow runs, not tasks. Tasks of GPU encoders carry the tag
-`gpu` only so that a tag concurrency limit can cap how many run at once.
+everything cached and only assembles. The tasks run on the flow run's task runner: threads
+of the flow process by default, or a Dask cluster (`runner.kind: dask`, flows/runner.py),
+where tasks of GPU stages request the resource `GPU: 1`. A Prefect work pool routes whole
+flow runs, not tasks. Each process builds an encoder once (`shared_encoder`), so a worker
+loads a model once for all the partitions it runs. Tasks of GPU encoders also carry the tag
+`gpu`, so a tag concurrency limit can cap how many run at once on the thread runner.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from data_contracts.embedding_cache import EmbeddingCache, check_month, study_mo
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from data_contracts.validate import quarantine_rows
-from models.encoders import Encoder, EncodeResult, build_encoder
+from models.encoders import Encoder, EncodeResult, build_encoder, shared_encoder
 from tasks.progress import progress_bar
 from tasks.stage import log, run_stage
 
@@ -41,7 +43,12 @@ _GPU_ENCODERS = {"merlin", "qwen3_embedding"}
 def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> pd.DataFrame:
     """study_id, item (report text / image path, None when missing), month."""
     column = _SOURCE_COLUMN[modality.modality]
-    df = store.read_table(studies, columns=["study_id", "study_time", column])
+    return frame_of(store.read_table(studies, columns=["study_id", "study_time", column]), modality)
+
+
+def frame_of(df: pd.DataFrame, modality: ModalityConfig) -> pd.DataFrame:
+    """study_id, item, month of a (validated) studies table."""
+    column = _SOURCE_COLUMN[modality.modality]
     items = [None if pd.isna(v) else str(v) for v in df[column]]
     return pd.DataFrame({"study_id": df["study_id"].astype(str), "item": items,
                          "month": study_months(df["study_time"])})
@@ -97,6 +104,11 @@ def _commit_by_month(cache: EmbeddingCache, chunk: pd.DataFrame, res: EncodeResu
                      {local[p]: e for p, e in res.errors.items() if p in local})
 
 
+def _encoder(modality: ModalityConfig) -> Encoder:
+    """Built once per process: every partition task a worker runs reuses its loaded model."""
+    return shared_encoder(modality.encoder, build_encoder)
+
+
 def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> EmbeddingCache:
     return EmbeddingCache(store.root, modality.modality, encoder.identity())
 
@@ -104,10 +116,18 @@ def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> 
 def plan_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
             since: str | None = None, until: str | None = None) -> list[str]:
     """Months in [since, until] that still have studies to embed."""
-    encoder = build_encoder(modality.encoder)
+    encoder = _encoder(modality)
     frame = studies_frame(store, studies, modality)
     todo = pending(_cache(store, modality, encoder), frame, select_months(frame["month"], since, until))
     return sorted(todo["month"].unique().tolist())
+
+
+def pending_counts(store: ArtifactStore, studies: pd.DataFrame, modality: ModalityConfig,
+                   since: str | None = None, until: str | None = None) -> dict[str, int]:
+    """{month: studies without a committed vector or error} within [since, until]."""
+    frame = frame_of(studies, modality)
+    todo = pending(_cache(store, modality, _encoder(modality)), frame, select_months(frame["month"], since, until))
+    return {str(m): int(n) for m, n in todo["month"].value_counts().sort_index().items()}
 
 
 def fill_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
@@ -115,7 +135,7 @@ def fill_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig
     """Embed the missing studies of `months`; {month: studies computed}."""
     if not months:
         return {}
-    encoder = build_encoder(modality.encoder)
+    encoder = _encoder(modality)
     cache = _cache(store, modality, encoder)
     frame = studies_frame(store, studies, modality)
     counts = fill_cache(cache, encoder, pending(cache, frame, list(months)), modality.commit_every)
@@ -157,7 +177,7 @@ def _assemble(cache: EmbeddingCache, cached: pd.DataFrame, frame: pd.DataFrame, 
 
 def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> ArtifactRef:
     """The `embeddings` artifact for every study; computes only what the cache lacks."""
-    encoder = build_encoder(modality.encoder)
+    encoder = _encoder(modality)
     identity = encoder.identity()
     params = {"modality": modality.modality, "encoder": identity}
 

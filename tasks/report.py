@@ -39,6 +39,12 @@ def _outcome_table(labels: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows).join(counts, on="outcome_id").fillna({"n_eligible": 0, "n_cases": 0})
 
 
+def _methods(store: ArtifactStore, associations: ArtifactRef) -> pd.DataFrame | None:
+    """The associations artifact's methods table (older artifacts have none)."""
+    return store.read_table(associations, "methods") if "methods" in store.manifest(associations).get(
+        "tables", {}) else None
+
+
 def report_fn(
     store: ArtifactStore,
     studies: ArtifactRef,
@@ -75,6 +81,7 @@ def report_fn(
             store.read_table(survival) if survival is not None else None,
             store.read_table(survival, "km_curves") if survival is not None else None,
             fams,
+            _methods(store, associations),
         )
 
     return run_stage(store, "report", None, inputs, params, build)

@@ -3,7 +3,9 @@ every study into sparse long-form activations. Embeddings are streamed from parq
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from typing import Any, cast
 
 import numpy as np
@@ -24,7 +26,7 @@ from models.sae.encode import iter_encoded
 from models.sae.sweep import sweep_row, sweep_table
 from models.sae.train import train_sae
 from tasks.progress import progress_bar
-from tasks.stage import run_stage
+from tasks.stage import log, run_stage
 
 
 def _embedding_source(store: ArtifactStore, embeddings: ArtifactRef, chunk_rows: int) -> ParquetSource:
@@ -96,13 +98,16 @@ def train(store_root: str, embeddings: ArtifactRef, cfg: SAEConfig) -> ArtifactR
     return train_fn(ArtifactStore(store_root), embeddings, cfg)
 
 
+def sae_on_gpu(runs: Sequence[SAEConfig]) -> bool:
+    """A run asks for CUDA, or for 'auto' where this process sees a GPU. Decided from the
+    configs without resolving 'cuda' here: resolving raises on a machine without a GPU."""
+    return any(c.device == "cuda" or (c.device == "auto" and gpu_visible()) for c in runs)
+
+
 def trainer_for(runs: Sequence[SAEConfig]) -> Task:
-    """The train task, tagged "gpu" when a run asks for CUDA, or for 'auto' where this
-    process sees a GPU (the runs train in the flow's task runner), so a `gpu` tag
-    concurrency limit caps how many share it. Decided from the configs without resolving
-    'cuda' here: resolving raises on a machine without a GPU."""
-    gpu = any(c.device == "cuda" or (c.device == "auto" and gpu_visible()) for c in runs)
-    return train.with_options(tags=["train", "gpu"]) if gpu else train
+    """The train task, tagged "gpu" when `sae_on_gpu` (the runs train in the flow's task
+    runner), so a `gpu` tag concurrency limit caps how many share it."""
+    return train.with_options(tags=["train", "gpu"]) if sae_on_gpu(runs) else train
 
 
 def gpu_visible() -> bool:
@@ -119,3 +124,48 @@ def select(store_root: str, embeddings: ArtifactRef, runs: Sequence[ArtifactRef]
 @task(name="encode-activations", cache_policy=NONE)
 def activations(store_root: str, embeddings: ArtifactRef, sae: ArtifactRef) -> ArtifactRef:
     return activations_fn(ArtifactStore(store_root), embeddings, sae)
+
+
+# ---------------------------------------------------------------- the published SAE
+def _pointer(modality: str) -> str:
+    return f"published/sae/{modality}.json"
+
+
+def publish_sae_fn(store: ArtifactStore, modality: str, embeddings: ArtifactRef, sae: ArtifactRef,
+                   sweep: ArtifactRef | None) -> str:
+    """Make `sae` the one later runs with sae_policy 'reuse' encode with (one small file,
+    replaced atomically), recording the encoder identity it was trained on."""
+    record = {
+        "modality": modality,
+        "sae": sae.to_dict(),
+        "sae_sweep": sweep.to_dict() if sweep is not None else None,
+        "trained_on": embeddings.to_dict(),
+        "encoder": store.manifest(embeddings)["params"].get("encoder"),
+        "published": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    store.storage.write_atomic(_pointer(modality), json.dumps(record, indent=2, default=str).encode())
+    return store.storage.url_of(_pointer(modality))
+
+
+def published_sae_fn(store: ArtifactStore, modality: str, embeddings: ArtifactRef) -> ArtifactRef | None:
+    """The published SAE of `modality` if it exists whole and was trained on embeddings of
+    the same encoder identity as `embeddings` (else None: train a new one)."""
+    try:
+        record = json.loads(store.storage.read_bytes(_pointer(modality)))
+    except (FileNotFoundError, ValueError):
+        return None
+    if record.get("encoder") != store.manifest(embeddings)["params"].get("encoder"):
+        log.info("published SAE of %s was trained on another encoder: training a new one", modality)
+        return None
+    return store.lookup("sae", record["sae"]["version"])
+
+
+@task(name="published-sae", cache_policy=NONE)
+def published_sae(store_root: str, modality: str, embeddings: ArtifactRef) -> ArtifactRef | None:
+    return published_sae_fn(ArtifactStore(store_root), modality, embeddings)
+
+
+@task(name="publish-sae", cache_policy=NONE)
+def publish_sae(store_root: str, modality: str, embeddings: ArtifactRef, sae: ArtifactRef,
+                sweep: ArtifactRef | None) -> str:
+    return publish_sae_fn(ArtifactStore(store_root), modality, embeddings, sae, sweep)

@@ -1,4 +1,5 @@
-"""The one rule every task follows: compute the artifact version from inputs + params,
+"""The one rule every task follows: compute the artifact version from inputs + params + the
+code of the module that defines `build` (and what it imports: data_contracts/stage_code.py),
 reuse the artifact if it exists whole on disk, otherwise build it atomically.
 
 Reuse is decided by the store, not by Prefect's result cache: Prefect's cache would hand
@@ -12,6 +13,7 @@ from typing import Any
 
 from prefect.logging import get_logger
 
+from data_contracts.stage_code import stage_code_digest
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, compute_version
 
 # A prefect logger: its lines reach Prefect's console handler (and a flow run's log when in one).
@@ -26,13 +28,14 @@ def run_stage(
     params: Mapping[str, Any],
     build: Callable[[ArtifactWriter], None],
 ) -> ArtifactRef:
-    version = compute_version(kind, contract, inputs, params)
+    code = stage_code_digest(build.__module__)
+    version = compute_version(kind, contract, inputs, params, code)
     found = store.lookup(kind, version, inputs)
     if found is not None:
         log.info("%s %s: up to date, reused", kind, version)
         return found
     log.info("%s %s: computing", kind, version)
-    with store.writer(kind, version, contract=contract, inputs=inputs, params=params) as (w, out):
+    with store.writer(kind, version, contract=contract, inputs=inputs, params=params, code=code) as (w, out):
         build(w)
     log.info("%s %s: written", kind, version)
     return out[0]

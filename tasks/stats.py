@@ -13,11 +13,12 @@ from prefect.cache_policies import NONE
 
 from data_contracts.config import AssociationConfig, SurvivalConfig, load_outcome_definitions
 from data_contracts.errors import ContractError
-from data_contracts.schemas import ASSOCIATIONS, KM_CURVES, SURVIVAL
+from data_contracts.schemas import ASSOCIATION_METHODS, ASSOCIATIONS, KM_CURVES, SURVIVAL
 from data_contracts.store import MANIFEST, ArtifactRef, ArtifactStore, ArtifactWriter
 from models.outcomes.population import population_arrays
 from models.stats.activation_sd import activation_matrix
 from models.stats.association import associate_splits, exposure_matrix, outcome_matrices
+from models.stats.methods import association_methods
 from models.stats.survival import YEAR_DAYS, survival_hits, top_hits
 from models.stats.units import from_columns, to_columns, unit_columns
 from tasks.outcomes import read_population, table_source
@@ -86,6 +87,7 @@ def associate_fn(
                 for m, (a, f) in acts_in.items()} if acts_in else None
         frame = associate_frame(stats, coh, pop, lab, cfg, acts, table_source(split))
         w.write_table("data", frame, ASSOCIATIONS)
+        w.write_table("methods", association_methods(cfg), ASSOCIATION_METHODS)
 
     return run_stage(store, "associations", ASSOCIATIONS.key, inputs, params, build)
 

@@ -40,6 +40,13 @@ FINDING_DESCRIPTIONS = {  # for truth.json
     "hiatal_hernia": "soft tissue and air above the hiatus",
 }
 
+# Words a correct name of each planted finding contains (the demo check reads labels with them).
+FINDING_NAMES = {
+    "cirrhosis": ("cirrho", "nodular liver", "nodular contour", "chronic liver disease", "varices"),
+    "coronary_calcification": ("coronary",),
+    "spondylosis": ("spondyl", "osteophyte", "degenerative"),
+}
+
 
 @dataclass(frozen=True)
 class StudyFacts:

@@ -11,11 +11,16 @@ import numpy as np
 import pandas as pd
 
 from models.interpret.terms import term_words
+from models.interpret.vocab import reads_as_name
 
 MIN_TERM_DOCS = 2  # a label term must appear in at least this many train top reports
 # A label term must reach this fraction of the best term's z: weaker terms are filler that
 # only adds control hits. A ratio stays meaningful however strong the prior makes z shrink.
 LABEL_Z_FRACTION = 0.5
+# A word followed by another kept word in at least this share of its reports is a modifier
+# ("nodular" liver, "multilevel" changes), not a name on its own.
+MODIFIER_SHARE = 0.5
+LONGER_SUPPORT = 0.75  # a longer phrase must cover this share of the top reports of the one it extends
 SCORE_COLUMNS = ("term", "count_top", "count_control", "log_odds", "z")
 
 
@@ -86,20 +91,21 @@ def count_words(terms: np.ndarray) -> np.ndarray:
     )
 
 
-def _covers(bigram: str, unigram: str) -> bool:
-    """True when `bigram` contains `unigram` with the same negation polarity."""
-    bn, bw = term_words(bigram)
-    un, uw = term_words(unigram)
-    return bn == un and len(bw) == 2 and len(uw) == 1 and uw[0] in bw
+def _contains(longer: str, shorter: str) -> bool:
+    """True when `shorter`'s words occur in order inside `longer`'s (same negation
+    polarity): "acute abnormality" is inside "acute cardiopulmonary abnormality"."""
+    ln, lw = term_words(longer)
+    sn, sw = term_words(shorter)
+    if ln != sn or len(sw) >= len(lw):
+        return False
+    it = iter([_stem(w) for w in lw])
+    return all(_stem(w) in it for w in sw)
 
 
 def choose_label_terms(
     scores: pd.DataFrame, n_terms: int, min_docs: int = MIN_TERM_DOCS
 ) -> list[int]:
-    """Row positions (in `scores`' order, best first) of the label terms: the best
-    positive-z terms with support in >= `min_docs` top reports and at least
-    LABEL_Z_FRACTION of the best z, where a bigram replaces the unigrams it contains, so
-    labels read as phrases ("pleural effusion", not "effusion; pleural")."""
+    """Row positions (in `scores`' order, best first) of the label terms (see choose_terms)."""
     return choose_terms(
         [str(t) for t in scores["term"]],
         scores["z"].to_numpy(dtype=np.float64),
@@ -109,37 +115,98 @@ def choose_label_terms(
     )
 
 
+def admissible(
+    terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, min_docs: int,
+    modifier_share: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mask of terms that may stand in a label: enriched (z > 0) in >= `min_docs` top
+    reports, reading as the name of a finding (models.interpret.vocab), and, for a negated
+    term, only when the negation itself is the concept: no enriched positive term shares its
+    head word ("no pneumonia" is dropped when "lobar pneumonia" is enriched too: the feature
+    is about pneumonia, and the negation is what the reports argue about)."""
+    parsed = [term_words(t) for t in terms]
+    enriched = (np.asarray(z) > 0) & (np.asarray(count_top) >= min_docs)
+    positive_heads = {w[-1] for (neg, w), e in zip(parsed, enriched, strict=True) if e and not neg and w}
+    ok = np.array([e and reads_as_name(w) for (_, w), e in zip(parsed, enriched, strict=True)], dtype=bool)
+    if modifier_share is not None:  # a lone word that mostly modifies the next one is no name
+        ok &= np.array([len(w) > 1 for _, w in parsed], dtype=bool) | (np.asarray(modifier_share) < MODIFIER_SHARE)
+    for i, (neg, w) in enumerate(parsed):
+        if ok[i] and neg and w[-1] in positive_heads:
+            ok[i] = False
+    return ok
+
+
 def choose_terms(
-    terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, n_terms: int, min_docs: int
+    terms: Sequence[str], z: np.ndarray, count_top: np.ndarray, n_terms: int, min_docs: int,
+    modifier_share: np.ndarray | None = None,
 ) -> list[int]:
-    ok = (z > 0) & (count_top >= min_docs)
-    if ok.any():
-        ok &= z >= LABEL_Z_FRACTION * z[ok].max()
+    """Positions of the label phrases, best first: admissible terms (see `admissible`)
+    with at least LABEL_Z_FRACTION of the best one's z, all of the best one's polarity (a
+    label never holds a term and its negation, and negated filler never rides along with a
+    positive finding). A longer phrase replaces the shorter ones it contains when it covers
+    at least LONGER_SUPPORT of their reports ("coronary artery calcification" for "coronary
+    artery"), and is skipped otherwise (a sub-case: "small left pleural effusion")."""
+    z = np.asarray(z, dtype=np.float64)
+    ok = admissible(terms, z, count_top, min_docs, modifier_share)
+    if not ok.any():
+        return []
+    first = int(np.flatnonzero(ok)[np.argmax(z[ok])])
+    polarity = term_words(terms[first])[0]
+    ok &= z >= LABEL_Z_FRACTION * z[first]
     chosen: list[int] = []
     for pos in np.flatnonzero(ok).tolist():
-        if len(chosen) >= n_terms:
-            break
         term = terms[pos]
-        is_bigram = len(term_words(term)[1]) == 2
-        if not is_bigram and any(_covers(terms[c], term) for c in chosen):
+        if term_words(term)[0] != polarity or any(_same_or_inside(terms[c], term) for c in chosen):
             continue
-        if is_bigram:
-            chosen = [c for c in chosen if not _covers(term, terms[c])]
-        chosen.append(pos)
-    return chosen
+        inside = [c for c in chosen if _contains(term, terms[c])]
+        # a phrase joining two chosen ones ("calcified" + "granuloma") needs the support of
+        # the rarer; one extending a single phrase needs that phrase's
+        need = (min if len(inside) > 1 else max)(count_top[c] for c in inside) if inside else 0
+        if inside and count_top[pos] < LONGER_SUPPORT * need:
+            continue
+        if inside:  # the longer phrase takes the place of the first one it replaces
+            at = chosen.index(inside[0])
+            chosen = [c for c in chosen[:at] if c not in inside] + [pos] + [c for c in chosen[at:] if c not in inside]
+        else:
+            chosen.append(pos)
+    return chosen[:n_terms]
+
+
+def _stem(word: str) -> str:
+    """Singular of a regular English plural ("opacities" -> "opacity", "granulomas" ->
+    "granuloma"), enough to see that two phrases say the same thing."""
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")) and len(word) > 3:
+        return word[:-1]
+    return word
+
+
+def _same_or_inside(chosen: str, term: str) -> bool:
+    """`term` repeats a chosen phrase: contained in it, or equal to it up to plurals."""
+    if _contains(chosen, term):
+        return True
+    (cn, cw), (tn, tw) = term_words(chosen), term_words(term)
+    return cn == tn and [_stem(w) for w in cw] == [_stem(w) for w in tw]
 
 
 def render_label(terms: Sequence[str]) -> str:
-    """Join label terms with "; ", merging chained bigrams of the same polarity
-    ("coronary artery" + "artery calcification" -> "coronary artery calcification")."""
+    """Join label phrases with "; ", merging a phrase that extends another by one word at
+    either end ("coronary artery" + "artery calcification" -> "coronary artery
+    calcification"). Negated phrases render once as "no <phrase>"."""
     phrases: list[tuple[bool, list[str]]] = []
     for t in terms:
         neg, words = term_words(t)
+        m = len(words) - 1
         for p in phrases:
-            if p[0] == neg and len(words) == 2 and p[1][-1] == words[0]:
-                p[1].append(words[1])
+            if p[0] != neg or m < 1 or len(p[1]) < m:
+                continue
+            if list(words[:m]) == p[1][-m:]:
+                p[1].append(words[-1])
                 break
-            if p[0] == neg and len(words) == 2 and p[1][0] == words[1]:
+            if list(words[1:]) == p[1][:m]:
                 p[1].insert(0, words[0])
                 break
         else:

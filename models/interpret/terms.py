@@ -8,12 +8,13 @@ be confused with the positive finding.
 Rules (deterministic, no model):
 - lower-case words; numbers, units and a small list of function words are dropped and
   break phrases; clinically meaningful words (left, small, severe, new, normal, ...) stay;
-- unigrams and bigrams of adjacent kept words; no bigram across a sentence or clause
+- phrases of 1 to 3 adjacent kept words; no bigram across a sentence or clause
   boundary (. ! ? ; : newline , parentheses) or across a negation-polarity change;
 - negation triggers open a scope that ends at a sentence end, ';', ':' or a termination
   word ("but", "however", "although", ...); post-triggers ("absent", "not seen",
   "ruled out") negate the words before them in the same scope; pseudo-triggers
   ("no change", "not only") are not negations;
+- de-identification placeholders ("XXXX") are removed words: they break phrases;
 - section headers ("FINDINGS:", "IMPRESSION:", any all-caps run before a colon) are not terms;
 - each term counts once per document (a set is returned).
 """
@@ -23,7 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from models.interpret.vocab import STOP_WORDS
+
 NEG_PREFIX = "no "
+MAX_NGRAM = 3  # "small pleural effusion", "no focal consolidation": phrases, not words
 
 _KNOWN_HEADERS = frozenset(
     (
@@ -57,121 +61,7 @@ _KNOWN_HEADERS = frozenset(
 
 _HEADER_RE = re.compile(r"(?m)(^|(?<=[\n.;]))[ \t]*([A-Za-z][A-Za-z /&()-]{0,40}?)[ \t]*:")
 
-_STOP = frozenset(
-    (
-        "a",
-        "an",
-        "the",
-        "of",
-        "and",
-        "or",
-        "in",
-        "on",
-        "at",
-        "to",
-        "for",
-        "from",
-        "by",
-        "with",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "here",
-        "it",
-        "its",
-        "which",
-        "who",
-        "whom",
-        "whose",
-        "also",
-        "again",
-        "has",
-        "have",
-        "had",
-        "having",
-        "noted",
-        "seen",
-        "demonstrated",
-        "identified",
-        "visualized",
-        "visualised",
-        "present",
-        "shows",
-        "show",
-        "shown",
-        "showing",
-        "appears",
-        "appear",
-        "appearing",
-        "within",
-        "into",
-        "upon",
-        "than",
-        "then",
-        "so",
-        "such",
-        "any",
-        "some",
-        "each",
-        "per",
-        "both",
-        "may",
-        "can",
-        "could",
-        "would",
-        "should",
-        "will",
-        "does",
-        "do",
-        "did",
-        "s",
-        "evidence",
-        "finding",
-        "findings",
-        "cm",
-        "mm",
-        "ml",
-        "patient",
-        "study",
-        "exam",
-        "examination",
-        "image",
-        "images",
-        "series",
-        "redemonstrated",
-        "measuring",
-        "measures",
-        "measure",
-        "measured",
-        "approximately",
-        "about",
-        "using",
-        "via",
-        "given",
-        "we",
-        "our",
-        # hedges and linking words: they qualify a finding but never name one
-        "compatible",
-        "consistent",
-        "likely",
-        "probably",
-        "possibly",
-        "suggestive",
-        "suggesting",
-        "representing",
-        "concerning",
-    )
-)
+_STOP = STOP_WORDS
 
 _PRE = (
     "no",
@@ -192,6 +82,18 @@ _PRE = (
     "rules out",
     "to rule out",
     "cannot be identified",
+    # more NegEx pre-triggers (Chapman et al. 2001 and its radiology extensions)
+    "clear of",
+    "with no",
+    "without any evidence of",
+    "no findings of",
+    "no radiographic evidence of",
+    "not demonstrate",
+    "does not demonstrate",
+    "not appear",
+    "fails to reveal",
+    "unremarkable for",
+    "resolution of",
 )
 _POST = (
     "absent",
@@ -253,6 +155,7 @@ _TRIGGERS = _phrase_table()
 _TRIGGER_WORDS = frozenset(_TRIGGERS)
 _TOKEN_RE = re.compile(r"[a-z][a-z0-9]*(?:['-][a-z0-9]+)*|\d+(?:\.\d+)?|[.!?;:\n,()\[\]]")
 _HARD = frozenset(".!?;:\n")
+_DEID = re.compile(r"x{3,}")  # de-identification placeholder ("XXXX"): a removed word
 _BREAKS = frozenset(",()[]") | _STOP  # tokens that are not terms and end a phrase
 _NONE: frozenset[str] = frozenset()
 
@@ -278,12 +181,15 @@ def _match(tokens: list[str], i: int) -> tuple[int, frozenset[str]]:
     return 0, frozenset()
 
 
+def _is_break(tok: str) -> bool:
+    """Stop words, punctuation, numbers, single letters and de-identification tokens."""
+    return tok in _BREAKS or len(tok) < 2 or not tok[0].isalpha() or _DEID.fullmatch(tok) is not None
+
+
 def _clause_words(tokens: list[str]) -> list[tuple[str, bool] | None]:
     """Words of one hard clause with their negation flag; None marks a phrase break."""
     if _TRIGGER_WORDS.isdisjoint(tokens):  # fast path: most clauses hold no trigger
-        return [
-            None if t in _BREAKS or len(t) < 2 or not t[0].isalpha() else (t, False) for t in tokens
-        ]
+        return [None if _is_break(t) else (t, False) for t in tokens]
     out: list[tuple[str, bool] | None] = []
     negated = False
     scope_start = 0  # index in `out` where the current negation scope began
@@ -303,7 +209,7 @@ def _clause_words(tokens: list[str]) -> list[tuple[str, bool] | None]:
             scope_start = len(out)
             i += n
             continue
-        if tok in _BREAKS or len(tok) < 2 or not tok[0].isalpha():
+        if _is_break(tok):
             out.append(None)
         else:
             out.append((tok, negated))
@@ -312,17 +218,23 @@ def _clause_words(tokens: list[str]) -> list[tuple[str, bool] | None]:
 
 
 def _terms_of(words: list[tuple[str, bool] | None], out: set[str]) -> None:
-    """Add unigrams and same-polarity bigrams of adjacent words to `out`."""
-    prev: tuple[str, bool] | None = None
-    for w in words:
-        if w is None:
-            prev = None
-            continue
-        prefix = NEG_PREFIX if w[1] else ""
-        out.add(prefix + w[0])
-        if prev is not None and prev[1] == w[1]:
-            out.add(f"{prefix}{prev[0]} {w[0]}")
-        prev = w
+    """Add 1- to MAX_NGRAM-word phrases of adjacent same-polarity words to `out`."""
+    run: list[str] = []
+    polarity = False
+    for w in [*words, None]:
+        if w is None or (run and w[1] != polarity):
+            _add_ngrams(run, polarity, out)
+            run = []
+        if w is not None:
+            run.append(w[0])
+            polarity = w[1]
+
+
+def _add_ngrams(run: list[str], negated: bool, out: set[str]) -> None:
+    prefix = NEG_PREFIX if negated else ""
+    for n in range(1, MAX_NGRAM + 1):
+        for i in range(len(run) - n + 1):
+            out.add(prefix + " ".join(run[i : i + n]))
 
 
 def _clauses(text: str) -> Iterable[list[str]]:

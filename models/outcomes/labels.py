@@ -4,9 +4,16 @@ Index date = study time. For each outcome (code prefixes):
 - prior: the outcome's first record falls on or before the index *day* (same-day records
   count as prior: a diagnosis coded the day of the scan was known at the scan), and such
   studies are excluded when the definition says so;
-- event: first record after the index day and within the window (default 4 years);
+- washout (`washout_days`, default 0): a first record after the index day but within the
+  washout was most likely present, undiagnosed, at the scan; such studies are excluded, as
+  are (washout > 0) studies whose follow-up ends within the washout. Time still runs from
+  the index, so no event and no censoring falls inside the washout;
+- event: first record after the index day (and after the washout) and within the window
+  (default 4 years);
 - follow-up ends at death, the patient's last record, or the end of the data;
 - time_days: to the event, else to the end of follow-up, capped at the window;
+- competing_event: follow-up ended by death within the window before any event (for
+  Aalen-Johansen cumulative incidence);
 - one study per patient per outcome by default: the first eligible one, so patients with
   many scans do not count several times.
 """
@@ -70,18 +77,27 @@ def _label_one(
     index_day = df["index_time"].dt.normalize()
     prior = first.notna() & (first.dt.normalize() <= index_day)
     window_end = df["index_time"] + pd.to_timedelta(o.window_years * 365.25, unit="D")
-    event = first.notna() & ~prior & (first <= window_end)
+    washout_end = df["index_time"] + pd.to_timedelta(settings.washout_days, unit="D")
+    # a first record after the index day but within the washout: present, undiagnosed at the scan
+    in_washout = first.notna() & ~prior & (first <= washout_end)
+    event = first.notna() & ~prior & ~in_washout & (first <= window_end)
     stop = df["followup_end"].where(df["followup_end"] < window_end, window_end)
     stop = first.where(event, stop)
     df["prior"] = prior
     df["_same_day"] = first.notna() & (first.dt.normalize() == index_day)
+    df["_in_washout"] = in_washout
+    df["_washout_cut"] = (settings.washout_days > 0) & ~in_washout & (df["followup_end"] <= washout_end)
     df["event"] = event
     df["time_days"] = ((stop - df["index_time"]).dt.total_seconds() / DAY.total_seconds()).clip(lower=0.0)
     df["complete_followup"] = event | (df["followup_end"] >= window_end)
+    # death ended follow-up before any event, within the window: a competing event
+    df["competing_event"] = (~event & df["death"].notna() & (df["death"] == df["followup_end"])
+                             & (df["death"] > df["index_time"]) & (df["death"] <= window_end))
     eligible = ~prior if o.exclude_prior else pd.Series(True, index=df.index)
+    eligible = eligible & ~in_washout & ~df["_washout_cut"]
     df["eligible"], df["flag"] = _eligibility(df, eligible, settings)
     cols = ["study_id", "subject_id", "outcome_id", "index_time", "prior", "eligible", "event",
-            "time_days", "complete_followup", "age_years", "sex", "flag"]
+            "time_days", "complete_followup", "competing_event", "age_years", "sex", "flag"]
     return df[cols]
 
 
@@ -91,6 +107,8 @@ def _eligibility(
     flags = pd.Series("", index=df.index, dtype=object)
     flags[df["prior"]] += "prior case;"
     flags[df["_same_day"]] += "outcome on index day (counted as prior);"
+    flags[df["_in_washout"]] += "outcome within washout (present at index: excluded);"
+    flags[df["_washout_cut"]] += "follow-up ended within washout (excluded);"
     flags[df["birth"].isna()] += "no birth record;"
     flags[df["sex"].isna()] += "no sex record;"
     flags[df["time_days"] <= 0] += "no follow-up after index;"

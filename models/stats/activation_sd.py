@@ -92,9 +92,7 @@ def fit_per_sd(A: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, pair
 def _fit_with_retry(Z: np.ndarray, y: np.ndarray, W: np.ndarray, X: np.ndarray,
                     null: np.ndarray | None) -> pd.DataFrame:
     """Newton from zero (as statsmodels' Logit starts); fits left unconverged are retried
-    from the outcome's null model. Undamped Newton is not globally convergent: from the
-    null model a heavy-tailed activation (z up to ~6) can throw it off (seen in the demo),
-    from zero another fit may fail. The log-likelihood is concave, so a converged point is
+    from the outcome's null model. The log-likelihood is concave, so a converged point is
     the ML estimate whichever start reached it."""
     res = _fit(Z, y, W, X, None)
     bad = np.flatnonzero(res["sd_log_or"].isna().to_numpy())

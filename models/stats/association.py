@@ -4,10 +4,12 @@ Per split (discovery, validation; patients never in both) and per modality:
 1. crude screen of every pair: 2x2 counts, P(outcome | cohort) vs baseline, odds ratio
    (Haldane +0.5 only for tables with a zero cell) with Woolf CI, two-sided Fisher p;
 2. age+sex-adjusted score test of every pair (models/stats/score_test.py);
-3. BH q and Bonferroni over every test of the split (all modalities and outcomes);
-4. exact adjusted logistic fits (outcome ~ cohort + age + sex; Firth as an option) for
-   the pairs selected in discovery, fitted in both splits (models/stats/exact.py); as an option
-   also outcome ~ standardised activation + age + sex, OR per SD (models/stats/activation_sd.py);
+3. BH q and Bonferroni within each family: the split, or (split, modality, outcome);
+4. the adjusted estimate of one estimator for every pair that may rank: exact adjusted
+   logistic fits (outcome ~ cohort + age + sex; Firth as an option) of the pairs selected
+   in discovery, fitted in both splits (models/stats/exact.py), or the score test alone; as
+   an option also outcome ~ standardised activation + age + sex, OR per SD
+   (models/stats/activation_sd.py);
 5. rank and replication (models/stats/ranking.py).
 Pairs below the minimum counts, outcomes without cases and the like are flagged in the
 row, never dropped.
@@ -25,8 +27,8 @@ import scipy.sparse as sp
 from data_contracts.config import AssociationConfig
 from models.outcomes.split import DISCOVERY, VALIDATION
 from models.stats.activation_sd import fit_per_sd, study_feature_matrix
+from models.stats.exact import BEYOND_CAP, adjusted_columns, fit_pairs, rankable, select_pairs
 from models.stats.exact import COLUMNS as EXACT_COLUMNS
-from models.stats.exact import adjusted_columns, fit_pairs, select_pairs
 from models.stats.ranking import KEY, add_multiplicity, rank_discovery, replication
 from models.stats.score_test import covariate_design, score_test
 from models.stats.screen import Z95, fisher_exact_2sided, odds_ratio_woolf, two_by_two
@@ -44,6 +46,11 @@ class OutcomeMatrices:
     T: np.ndarray  # time_days, float
     age: np.ndarray  # years at index, NaN when birth is unknown
     male: np.ndarray  # 1 / 0, NaN when sex is unknown
+    C: np.ndarray | None = None  # follow-up ended by death (competing event), bool; None: none
+
+    @property
+    def competing(self) -> np.ndarray:
+        return self.C if self.C is not None else np.zeros_like(self.Y)
 
     @property
     def has_covariates(self) -> np.ndarray:
@@ -66,9 +73,12 @@ def outcome_matrices(labels: pd.DataFrame) -> OutcomeMatrices:
     Y[r, c] = labels["event"].to_numpy(bool)
     M[r, c] = labels["eligible"].to_numpy(bool)
     T[r, c] = pd.to_numeric(labels["time_days"], errors="coerce").to_numpy(np.float64)
+    C = np.zeros(shape, bool)
+    if "competing_event" in labels.columns:  # labels written before contract 3 have none
+        C[r, c] = labels["competing_event"].fillna(False).to_numpy(bool)
     age = pd.to_numeric(studies["age_years"], errors="coerce").to_numpy(np.float64)
     male = studies["sex"].map({"M": 1.0, "F": 0.0}).astype(float).to_numpy()
-    return OutcomeMatrices(sid.to_numpy(), studies["subject_id"].to_numpy(), outcomes, Y, M, T, age, male)
+    return OutcomeMatrices(sid.to_numpy(), studies["subject_id"].to_numpy(), outcomes, Y, M, T, age, male, C)
 
 
 def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: int) -> sp.csc_matrix:
@@ -185,7 +195,7 @@ def associate_splits(
             if rankable is not None:
                 part["rankable"] = rankable[mod][part["feature_id"].to_numpy()]
             parts.append(part)
-        df = add_multiplicity(pd.concat(parts, ignore_index=True)).assign(split=name)
+        df = add_multiplicity(pd.concat(parts, ignore_index=True), cfg.fdr_family).assign(split=name)
         if selected is None:
             selected = select_pairs(df, cfg)
         df = _with_exact(df, selected, adj, om, cfg)
@@ -196,26 +206,29 @@ def associate_splits(
 
 def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: OutcomeMatrices,
                 cfg: AssociationConfig) -> pd.DataFrame:
-    """Exact fits of the selected pairs; adj: modality -> (E, rows of the adjusted
-    analysis per outcome, (null coefficients, null-fit moments) per outcome)."""
+    """Exact fits of the selected pairs (none under rank_estimator "score"); adj: modality ->
+    (E, rows of the adjusted analysis per outcome, (null coefficients, null-fit moments)
+    per outcome). Pairs that may rank but were left out by the exact_top_m cap are flagged."""
     fits = []
     o_index = pd.Index(om.outcome_ids)
-    sel_all = selected.merge(df[[*KEY, "score_log_or"]], on=KEY, how="left")
-    for mod, sel in sel_all.groupby("modality"):
+    todo = selected if cfg.rank_estimator == "exact" else selected.iloc[0:0]
+    for mod, sel in todo.groupby("modality"):
         E, M_adj, (nulls, moms) = adj[str(mod)]
         o = o_index.get_indexer(pd.Index(sel["outcome_id"]))
         pairs = np.column_stack([sel["feature_id"].to_numpy(int), o])
-        start = np.column_stack([nulls[o], sel["score_log_or"].to_numpy(np.float64)])
-        res = fit_pairs(E, om.design, om.Y, M_adj, pairs, cfg.firth, start, moms)
+        res = fit_pairs(E, om.design, om.Y, M_adj, pairs, cfg.firth, nulls[o], moms)
         fits.append(pd.concat([sel[KEY].reset_index(drop=True), res], axis=1))
     cols = [*KEY, *EXACT_COLUMNS]
     fit = pd.concat(fits, ignore_index=True) if fits else pd.DataFrame(columns=cols)
     merged = df.merge(fit[cols], on=KEY, how="left")
-    num = ["adj_log_or", "adj_se", "adj_p_value"]
+    num = [c for c in EXACT_COLUMNS if c != "exact_flag"]
     merged[num] = merged[num].astype(np.float64)  # object dtype when no pair was fitted
+    if cfg.rank_estimator == "exact":
+        fitted = merged.set_index(KEY).index.isin(selected.set_index(KEY).index)
+        left_out = (merged["split"] == DISCOVERY).to_numpy() & rankable(merged, cfg).to_numpy() & ~fitted
+        merged.loc[left_out, "exact_flag"] = BEYOND_CAP
     merged["flag"] = _join_flags(merged["flag"], merged["exact_flag"])
-    method = "firth logistic" if cfg.firth else "logistic"
-    return adjusted_columns(merged, method).drop(columns=["exact_flag"])
+    return adjusted_columns(merged, cfg).drop(columns=["exact_flag"])
 
 
 def _with_per_sd(df: pd.DataFrame, selected: pd.DataFrame, adj: dict,

@@ -24,6 +24,8 @@ import numpy as np
 from numpy.polynomial import polynomial as P
 from scipy.special import expit
 
+from models.stats.logistic import MAX_STEP
+
 ORDER = 8  # Taylor order M
 MAX_GROUPS = 16
 
@@ -152,7 +154,8 @@ def fit_exposed(mo: Moments, Zx: list[np.ndarray], yx: list[np.ndarray], eta0x: 
     for _ in range(max_iter):
         grad, info = _score_info(mo, theta, Zp, Yp, Ep, Wp)
         step = np.linalg.solve(info, grad[..., None])[..., 0]
-        theta += np.clip(step, -5.0, 5.0)
+        big = np.abs(step).max(axis=1, keepdims=True)
+        theta += step * np.minimum(1.0, MAX_STEP / np.maximum(big, 1e-300))  # direction kept, as logistic.py
         converged = np.abs(step).max(axis=1) < tol
         if converged.all():
             break

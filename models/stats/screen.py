@@ -128,3 +128,15 @@ def bonferroni(p: np.ndarray) -> np.ndarray:
     """Bonferroni-adjusted p over the non-NaN tests."""
     p = np.asarray(p, dtype=np.float64)
     return np.minimum(1.0, p * int(np.sum(~np.isnan(p))))
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values; NaN p stay NaN and are not counted as tests."""
+    p = np.asarray(p, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    order = ok[np.argsort(p[ok], kind="mergesort")]
+    m = len(order)
+    if m:
+        out[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    return out

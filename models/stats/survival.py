@@ -1,10 +1,15 @@
-"""Time-to-event confirmation of top hits: Cox HR adjusted for age and sex, Kaplan-Meier
-cumulative incidence at the window (with CI), log-rank p and a yearly at-risk table.
+"""Time-to-event confirmation of top hits: Cox HR adjusted for age and sex, cumulative
+incidence at the window, log-rank p and a yearly at-risk table.
 
-Kaplan-Meier uses every eligible study, censored at its end of follow-up: restricting to
-studies with complete follow-up would drop the censored non-cases and inflate the risk.
-The Cox model uses the studies with age and sex recorded. Statistical trouble (too few
-events, a fit that does not converge) becomes a flag, never an exception.
+Cumulative incidence two ways, side by side: 1 - Kaplan-Meier (with CI) censors deaths,
+so where death competes it estimates the risk in a world without death and overstates
+the real one; Aalen-Johansen counts death as a competing event (the outcome's
+cumulative incidence function). The Cox HR is cause-specific: deaths are censored, so it
+compares outcome hazards among those still alive, not risks.
+Both use every eligible study, censored at its end of follow-up: restricting to studies
+with complete follow-up would drop the censored non-cases and inflate the risk. The Cox
+model uses the studies with age and sex recorded. Statistical trouble (too few events, a
+fit that does not converge) becomes a flag, never an exception.
 """
 
 from __future__ import annotations
@@ -57,18 +62,44 @@ def _km_window(kmf: KaplanMeierFitter, t: float) -> tuple[float, float, float]:
     return 1.0 - s, 1.0 - float(row.iloc[1]), 1.0 - float(row.iloc[0])
 
 
+def aalen_johansen(time: np.ndarray, event: np.ndarray, competing: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """Cumulative incidence of `event` at times `at` with `competing` a competing event:
+    F(t) = sum over event times u <= t of S(u-) d1(u) / n(u), S the all-cause Kaplan-Meier
+    (event or competing), n the number at risk (time >= u), d1 the events at u. Tied
+    events of both kinds at one time are handled exactly (no jitter)."""
+    time = np.asarray(time, np.float64)
+    e1 = np.asarray(event, bool)
+    e2 = np.asarray(competing, bool) & ~e1
+    u = np.unique(time[e1 | e2])
+    srt = np.sort(time)
+    n = len(time) - np.searchsorted(srt, u, side="left")
+    d1 = np.bincount(np.searchsorted(u, time[e1]), minlength=len(u))
+    d2 = np.bincount(np.searchsorted(u, time[e2]), minlength=len(u))
+    s_after = np.cumprod(1.0 - (d1 + d2) / np.maximum(n, 1))
+    s_before = np.concatenate([[1.0], s_after[:-1]])
+    F = np.cumsum(s_before * d1 / np.maximum(n, 1))
+    idx = np.searchsorted(u, np.asarray(at, np.float64), side="right") - 1
+    return np.where(idx >= 0, F[np.maximum(idx, 0)] if len(F) else 0.0, 0.0)
+
+
 def survival_pair(d: pd.DataFrame, window_days: float, min_events: int) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One pair. `d` columns: time_days, event, exposed (0/1), age_years, male (nullable).
-    Returns (summary row, KM curve rows)."""
+    """One pair. `d` columns: time_days, event, exposed (0/1), age_years, male (nullable),
+    competing (0/1: follow-up ended by death; optional, else none).
+    Returns (summary row, curve rows)."""
     flags: list[str] = []
+    d = d if "competing" in d.columns else d.assign(competing=0)
     ev_exp = int(d.loc[d["exposed"] == 1, "event"].sum())
     row: dict[str, Any] = {"n": len(d), "n_exposed": int(d["exposed"].sum()), "n_events": int(d["event"].sum()),
-                           "n_exposed_events": ev_exp}
+                           "n_exposed_events": ev_exp, "n_competing": int(d["competing"].sum())}
     row.update(_cox_row(d, ev_exp, min_events, flags))
     fits = _km_groups(d)
     for name, _ in GROUPS:
         ci = _km_window(fits[name][1], window_days) if name in fits else (np.nan,) * 3
         row.update({f"cuminc_{name}": ci[0], f"cuminc_{name}_low": ci[1], f"cuminc_{name}_high": ci[2]})
+        sub = fits[name][0] if name in fits else None
+        row[f"aj_cuminc_{name}"] = np.nan if sub is None else float(aalen_johansen(
+            sub["time_days"].to_numpy(), sub["event"].to_numpy() > 0, sub["competing"].to_numpy() > 0,
+            np.array([window_days]))[0])
     both = (d["exposed"] == 1).any() and (d["exposed"] == 0).any()
     row["logrank_p"] = _logrank(d) if both and d["event"].any() else np.nan
     row["flag"] = "; ".join(flags) or None
@@ -125,15 +156,17 @@ def km_curve(d: pd.DataFrame, window_days: float,
         at = np.sort(sub["time_days"].to_numpy())
         year = np.round(times / YEAR_DAYS)
         is_year = np.isclose(times, year * YEAR_DAYS)
+        comp = sub["competing"].to_numpy() > 0 if "competing" in sub.columns else np.zeros(len(sub), bool)
         frames.append(pd.DataFrame({
             "group": name, "time_days": times,
             "cum_incidence": np.where(idx >= 0, 1 - s[safe], 0.0),
+            "aj_cum_incidence": aalen_johansen(sub["time_days"].to_numpy(), sub["event"].to_numpy() > 0, comp, times),
             "ci_low": np.where(idx >= 0, 1 - hi[safe], 0.0), "ci_high": np.where(idx >= 0, 1 - lo[safe], 0.0),
             "n_at_risk": len(at) - np.searchsorted(at, times, side="left"),
             "year": pd.array(np.where(is_year, year, np.nan), dtype="Int32"),
         }))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["group", "time_days", "cum_incidence", "ci_low", "ci_high", "n_at_risk", "year"])
+        columns=["group", "time_days", "cum_incidence", "aj_cum_incidence", "ci_low", "ci_high", "n_at_risk", "year"])
 
 
 def top_hits(assoc: pd.DataFrame, top: int) -> pd.DataFrame:
@@ -160,6 +193,7 @@ def survival_hits(
         for name in ("discovery", "validation"):
             m = om.M[:, o] & (pop.split == name) & pop.encoded[h["modality"]]
             d = pd.DataFrame({"time_days": om.T[m, o], "event": om.Y[m, o].astype(int),
+                              "competing": om.competing[m, o].astype(int),
                               "exposed": exposed[h["modality"]][(h["unit"], int(h["feature_id"]))][m].astype(int),
                               "age_years": om.age[m], "male": om.male[m]})
             key = {"modality": h["modality"], "unit": h["unit"], "feature_id": h["feature_id"],

@@ -113,3 +113,17 @@ def test_stale_temporaries_of_killed_writers_are_swept(tmp_path: Path) -> None:
         (d / "data.parquet").write_bytes(b"partial")
     _write(ArtifactStore(tmp_path))
     assert not old.exists() and young.exists()  # a live writer's folder is young: kept
+
+
+def test_concurrent_writer_of_the_same_version_keeps_the_first(tmp_path: Path) -> None:
+    """Two runs doing the same work at once: the second commit finds the version already
+    there and keeps it (no error, no mix)."""
+    store = ArtifactStore(tmp_path)
+    with store.writer("activations", "v1", contract=ACTIVATIONS.key, inputs=[], params={"a": 1}) as (w, out):
+        w.write_table("data", _acts(), ACTIVATIONS)
+        (w.path("who.txt")).write_text("second")
+        first = _write(store)  # another writer commits v1 while this one is still writing
+    assert out[0] == first and (first.path / "extra" / "note.txt").is_file()
+    assert not (first.path / "who.txt").exists()
+    store.verify(first)
+    assert not [p for p in (tmp_path / "artifacts" / "activations").iterdir() if p.name.startswith(".")]

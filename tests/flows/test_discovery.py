@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from flows.discovery import RunResult
-from tests.conftest import write_tiny_config
 
 
 def _artifact_dirs(store: Path) -> dict[str, float]:
@@ -18,16 +17,6 @@ def _artifact_dirs(store: Path) -> dict[str, float]:
         for p in (store / "artifacts").glob("*/*")
         if not p.name.startswith(".")
     }
-
-
-@pytest.fixture(scope="module")
-def local_run(prefect_harness: None, tiny_cohort: Path, tmp_path_factory: pytest.TempPathFactory
-              ) -> tuple[Path, RunResult]:
-    """One discovery run on a local store, shared by the tests of this module."""
-    from flows.discovery import discovery
-
-    config = write_tiny_config(tiny_cohort, tmp_path_factory.mktemp("local") / "run")
-    return config, discovery(str(config))
 
 
 @pytest.mark.prefect

@@ -4,6 +4,7 @@ against an independent computation from the 2x2 counts."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -83,6 +84,7 @@ def _associations(seed: int = 0) -> pd.DataFrame:
     df["adj_odds_ratio"] = np.exp(df["adj_log_or"])
     df["adj_or_ci_low"], df["adj_or_ci_high"] = df["adj_odds_ratio"] * 0.7, df["adj_odds_ratio"] * 1.4
     df["adj_p_value"] = df["p_value"]
+    df["replication_p_adj"] = np.where(df["rank"].notna(), 0.01, np.nan)
     df["replicated"] = pd.array(np.where(df["rank"].notna(), True, None), dtype="boolean")
     df[["sd_odds_ratio", "sd_ci_low", "sd_ci_high", "sd_p_value"]] = np.nan  # option or_per_sd off
     df["sd_flag"] = None
@@ -112,10 +114,15 @@ def _interpretations() -> pd.DataFrame:
                     "n_heldout_control": 150,
                     "n_heldout_control_hits": 7,
                     "heldout_balanced_accuracy": 0.9066666,
+                    "ba_ci_low": 0.84, "ba_ci_high": 0.95,
+                    "baseline_label": "concept 9", "baseline_balanced_accuracy": 0.48,
+                    "method": "keywords", "judge": "keywords",
+                    "named_from": "the feature's own report texts", "n_candidates": 1,
+                    "decile_recall": [0.9] * 10,
                     "flag": None,
                 }
             )
-    return pd.DataFrame(rows)[INTERPRETATIONS.schema.names]
+    return pd.DataFrame(rows).reindex(columns=INTERPRETATIONS.schema.names)
 
 
 def _stats() -> pd.DataFrame:
@@ -268,6 +275,7 @@ def test_numbers_match_independent_computation(rendered: tuple[Path, list[Path]]
     assert "0.91" in first and "43/50 vs 7/150" in first
     page = _text(out / "features" / page_name("report", "feature", 3))
     assert "43/50</b> held-out top reports vs <b>7/150" in page
+    assert "95% CI 0.84–0.95" in page and "scores 0.48 on the same reports" in page
     assert page.count('<article class="report">') == 8
     assert "<mark>cirrhotic liver</mark>" in page.lower() or "<mark>Cirrhotic liver</mark>" in page
     assert "(no report text)" in page
@@ -373,3 +381,17 @@ def test_family_is_one_row_with_its_members_under_it(tmp_path: Path) -> None:
     assert "Member features" in page and "nested" in page and "80.0%" in page
     member_page = _text(tmp_path / "features" / page_name("report", "feature", 1))
     assert "Member of" in member_page and page_name("report", "family", 3) in member_page
+
+
+def test_methods_table_is_printed_as_given(tmp_path: Path) -> None:
+    from data_contracts.config import AssociationConfig
+    from models.stats.methods import association_methods
+
+    methods = association_methods(AssociationConfig(firth=True, fdr_family="modality_outcome"))
+    render_report(tmp_path, _roundtrip(_associations(), ASSOCIATIONS.schema),
+                  _roundtrip(_interpretations(), INTERPRETATIONS.schema), _stats(), _top_reports(), OUTCOMES,
+                  {}, ReportConfig(), methods=methods)
+    page = _text(tmp_path / "index.html")
+    for topic, statement in methods.itertuples(index=False):
+        assert f"<dt>{topic}</dt><dd>{html.escape(statement, quote=True)}</dd>" in page
+    assert "profile penalised likelihood" in page and "each (half, modality, outcome)" in page

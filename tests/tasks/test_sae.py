@@ -62,3 +62,32 @@ def test_trainer_tags_gpu_from_the_configs_without_resolving_cuda(monkeypatch: p
     monkeypatch.setattr(sae_tasks, "gpu_visible", lambda: True)
     assert "gpu" in trainer_for([auto]).tags
     assert "gpu" not in trainer_for([cpu]).tags
+
+
+def _encoded(store: ArtifactStore, x: np.ndarray, encoder: dict[str, object]) -> ArtifactRef:
+    def build(w: ArtifactWriter) -> None:
+        ids = [f"s{i:04d}" for i in range(len(x))]
+        w.write_table("data", pd.DataFrame({"study_id": ids, "embedding": list(x)}), EMBEDDINGS)
+
+    params = {"modality": "report", "encoder": encoder, "n": len(x)}
+    return run_stage(store, "embeddings", EMBEDDINGS.key, [], params, build)
+
+
+def test_published_sae_is_reused_only_for_the_same_encoder(tmp_path: Path) -> None:
+    from tasks.sae import publish_sae_fn, published_sae_fn
+
+    rng = np.random.default_rng(1)
+    store = ArtifactStore(tmp_path)
+    old = _encoded(store, rng.normal(size=(40, 6)).astype(np.float32), {"name": "toy", "weights": "a"})
+    assert published_sae_fn(store, "report", old) is None  # nothing published yet
+    sae = train_fn(store, old, SAEConfig(variant="topk", n_features=8, k=2, epochs=1, device="cpu"))
+    publish_sae_fn(store, "report", old, sae, None)
+    grown = _encoded(store, rng.normal(size=(50, 6)).astype(np.float32), {"name": "toy", "weights": "a"})
+    assert grown != old and published_sae_fn(store, "report", grown) == sae  # new studies, same encoder
+    other = _encoded(store, rng.normal(size=(50, 6)).astype(np.float32), {"name": "toy", "weights": "b"})
+    assert published_sae_fn(store, "report", other) is None  # other weights: train anew
+    assert published_sae_fn(store, "image", grown) is None
+    import shutil
+
+    shutil.rmtree(sae.path)
+    assert published_sae_fn(store, "report", grown) is None  # published artifact gone: train anew

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import statsmodels.api as smapi
 
@@ -49,8 +50,8 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     act = activations_fn(store, emb, sae)
     fam = families_fn(store, emb, sae, act, FamilyConfig())
     fs, coh = cohorts_fn(store, emb, sae, act, fam, CohortConfig(min_cohort_size=3))
-    base = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=16)
-    with_sd = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=16, or_per_sd=True)
+    base = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=64)
+    with_sd = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=64, or_per_sd=True)
     split_ref = study_split_fn(store, lab, {"image": emb}, base)
     off = store.read_table(associate_fn(store, {"image": (fs, coh)}, lab, split_ref, base, {"image": (act, fam)}))
     assert off[SD_COLS].isna().all().all()
@@ -60,8 +61,14 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     on = store.read_table(on_ref)
     assert store.manifest(on_ref)["contract"] == "associations@4"
     fitted = on[on["sd_odds_ratio"].notna()]
-    assert len(fitted) > 0 and on.loc[on["adj_method"] != "logistic", "sd_odds_ratio"].isna().all()
-    assert on.loc[on["sd_odds_ratio"].isna() & (on["adj_method"] == "logistic"), "sd_flag"].notna().all()
+    # exact_select "top" with exact_top_m >= the number of units (features and families)
+    # selects every pair tested in discovery: each gets an OR per SD or a flag saying why
+    # not, in both splits; no other pair does
+    key = ["unit", "feature_id", "outcome_id"]
+    selected = on.loc[(on["split"] == "discovery") & on["score_p"].notna(), key]
+    is_sel = pd.MultiIndex.from_frame(on[key]).isin(pd.MultiIndex.from_frame(selected))
+    has_sd = on["sd_odds_ratio"].notna() | on["sd_flag"].notna()
+    assert len(fitted) > 0 and (has_sd == is_sel).all()
     # Independent check of a fitted pair of each unit: rebuild its analysis rows and fit statsmodels.
     labels = store.read_table(lab)
     om = outcome_matrices(labels)

@@ -3,63 +3,19 @@ findings and the INTERPRETATIONS contract."""
 
 from __future__ import annotations
 
-import time
-
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pytest
 
 from data_contracts.config import InterpretConfig
 from data_contracts.schemas import INTERPRETATIONS
-from models.interpret.keywords import TOO_FEW_LABEL, build_corpus, interpret_features
-
-FINDINGS = [
-    "Cirrhotic liver morphology with esophageal varices.",
-    "Coronary artery calcification is noted.",
-    "Small right pleural effusion.",
-    "Mild splenomegaly.",
-    "Diffuse hepatic steatosis.",
-    "Left renal cyst.",
-]
-NORMAL = [
-    "No pleural effusion or pneumothorax.",
-    "The liver is normal in size without focal lesion.",
-    "No evidence of cirrhosis.",
-    "Kidneys are unremarkable.",
-    "Heart size is normal.",
-    "No free fluid, however there is mild atelectasis.",
-    "Bowel loops are unremarkable.",
-]
-
-
-def _synthetic(n_reports: int, n_features: int, seed: int = 0) -> tuple[pd.Series, pd.DataFrame]:
-    """Reports with a planted finding each; feature f's top reports carry finding f % 6."""
-    rng = np.random.default_rng(seed)
-    planted = rng.integers(0, len(FINDINGS), n_reports)
-    texts = []
-    for i in range(n_reports):
-        body = list(rng.choice(NORMAL, 4, replace=False))
-        if rng.random() < 0.8:
-            body.insert(int(rng.integers(0, 4)), FINDINGS[planted[i]])
-        texts.append("FINDINGS: " + " ".join(body) + f"\nIMPRESSION: case {i}.")
-    ids = [f"s{i:05d}" for i in range(n_reports)]
-    reports = pd.Series(texts, index=ids)
-    rows = []
-    for f in range(n_features):
-        has = np.flatnonzero(planted == f % len(FINDINGS))
-        exp = rng.permutation(has)[:100]
-        ctrl = rng.permutation(np.flatnonzero(planted != f % len(FINDINGS)))[:300]
-        for role, idx in (("exposed", exp), ("control", ctrl)):
-            for r, i in enumerate(idx, start=1):
-                rows.append((f, ids[i], role, float(10 - r / 50 if role == "exposed" else 0), r))
-    cohorts = pd.DataFrame(rows, columns=["feature_id", "study_id", "role", "value", "rank"])
-    cohorts["feature_id"] = cohorts["feature_id"].astype(np.int32)
-    return reports, cohorts
+from models.interpret.driver import TOO_FEW_LABEL
+from models.interpret.features import interpret_features
+from models.interpret.keywords import build_corpus
+from tests.models.interpret.synthetic import synthetic as _synthetic
 
 
 def test_document_frequency_counts_once() -> None:
-    corpus = build_corpus(pd.Series({"a": "Effusion. Effusion. Effusion.", "b": "Effusion."}))
+    corpus = build_corpus(["Effusion. Effusion. Effusion.", "Effusion."])
     j = list(corpus.terms).index("effusion")
     assert corpus.doc_freq[j] == 2 and corpus.matrix.max() == 1
 
@@ -78,22 +34,19 @@ def test_interpret_recovers_planted_findings_and_contract() -> None:
     assert (out["heldout_balanced_accuracy"] > 0.8).all()
     row = out.iloc[0]
     assert row["n_heldout_top"] + row["n_train_top"] == 100
-    assert row["n_heldout_control"] + row["n_train_control"] == 300
+    assert row["n_heldout_control"] == 100 and row["n_train_control"] == 150  # 300 split by patient, capped
+    assert row["baseline_balanced_accuracy"] < 0.65 and row["baseline_label"] != row["label"]
+    assert row["ba_ci_low"] <= row["heldout_balanced_accuracy"] <= row["ba_ci_high"]
     assert 0 <= row["n_heldout_top_hits"] <= row["n_heldout_top"]
     assert len(row["top_terms"]) == len(row["term_scores"]) <= 3
 
 
-def test_heldout_counts_match_direct_recount() -> None:
+def test_heldout_split_is_seeded_and_independent_of_row_order() -> None:
     reports, cohorts = _synthetic(600, 3, seed=3)
     cfg = InterpretConfig(n_top=40, n_control=80, seed=5)
     out = interpret_features(cohorts, reports, cfg, "report")
     again = interpret_features(cohorts.sample(frac=1.0, random_state=2), reports, cfg, "report")
     pd.testing.assert_frame_equal(out, again)
-    for _, r in out.iterrows():
-        rate_top = r.n_heldout_top_hits / r.n_heldout_top
-        rate_control = r.n_heldout_control_hits / r.n_heldout_control
-        ba = (rate_top + 1 - rate_control) / 2
-        assert r.heldout_balanced_accuracy == pytest.approx(ba)
     other = interpret_features(cohorts, reports, cfg.model_copy(update={"seed": 6}), "report")
     assert not out["n_heldout_top_hits"].equals(other["n_heldout_top_hits"]) or not out[
         "n_heldout_control_hits"
@@ -121,9 +74,23 @@ def test_empty_cohorts_give_empty_contract_frame() -> None:
     assert out.empty and list(out.columns) == INTERPRETATIONS.schema.names
 
 
-def test_speed_64_features() -> None:
-    reports, cohorts = _synthetic(2500, 64, seed=7)
-    t0 = time.perf_counter()
-    out = interpret_features(cohorts, reports, InterpretConfig(), "report")
-    assert len(out) == 64
-    assert time.perf_counter() - t0 < 2.0
+def test_family_rows_are_named_as_their_own_unit() -> None:
+    """Family cohort rows (issue 14: unit = family, feature_id = the family id, which is its
+    parent feature's id) go through interpret_unit_cohorts as unit "family": feature rows
+    are unchanged by their presence, and a family's row is that of its own cohort."""
+    reports, cohorts = _synthetic(600, 3, seed=3)
+    cfg = InterpretConfig(n_top=40, n_control=80, seed=5)
+    feats = cohorts.assign(unit="feature")
+    fam = cohorts[cohorts.feature_id == 2].assign(unit="family")
+    out = interpret_features(pd.concat([feats, fam], ignore_index=True), reports, cfg, "report")
+    assert sorted(zip(out["unit"], out["feature_id"], strict=True)) == [
+        ("family", 2), ("feature", 0), ("feature", 1), ("feature", 2)]
+    pa.Table.from_pandas(out, schema=INTERPRETATIONS.schema, preserve_index=False)
+    alone = interpret_features(cohorts, reports, cfg, "report")
+    cols = ["feature_id", "label", "n_heldout_top_hits", "n_heldout_control_hits", "heldout_balanced_accuracy"]
+    pd.testing.assert_frame_equal(out.loc[out["unit"] == "feature", cols].reset_index(drop=True), alone[cols])
+    row = out[out["unit"] == "family"].iloc[0]
+    assert "pleural effusion" in row["label"] and row["heldout_balanced_accuracy"] > 0.8
+    # a single family still gets a shuffled-label baseline: another unit's label
+    assert row["baseline_label"] is not None and "pleural effusion" not in row["baseline_label"]
+    assert row["baseline_balanced_accuracy"] < 0.65

@@ -27,3 +27,17 @@ def test_post_trigger_and_pseudo_negation() -> None:
     assert "no free fluid" in t and "free fluid" not in t
     assert "liver mass" in t and "no liver mass" not in t
     assert "no effusion" in t and "effusion" not in t
+
+
+def test_deidentification_tokens_and_phrases() -> None:
+    t = extract_terms("Calcified XXXX granuloma. Small left pleural effusion. XXXX XXXX by Dr. XXXX.")
+    assert not any("xxxx" in x for x in t)
+    assert "calcified granuloma" not in t  # the removed word broke the phrase
+    assert {"small left pleural", "left pleural effusion", "pleural effusion"} <= t
+    assert "small left pleural effusion" not in t  # phrases stop at three words
+
+
+def test_trigrams_keep_negation_polarity() -> None:
+    t = extract_terms("No focal airspace disease. Heart size is normal.")
+    assert {"no focal airspace disease", "no focal airspace", "no airspace disease"} <= t
+    assert "focal airspace disease" not in t and "heart size" in t

@@ -68,3 +68,48 @@ def test_one_study_per_patient() -> None:
     # c2 alone: event 4.4 years after 2016-01-01 -> outside the window as well
     lab_all = _labels(one_per_patient=False)
     assert bool(lab_all.loc["c2", "eligible"])
+
+
+def _washout_labels(washout_days: float) -> pd.DataFrame:
+    """Studies on 2015-01-01; by hand: w1 first diagnosed after 30 days, w2 after 200 days,
+    w3 dies after 60 days, w4 dies after 2 years (no event), w5 diagnosed after 1 year and
+    dies after 2, w6 dies after the 4-year window."""
+    ev = [(s, "1950-01-01", "MEDS_BIRTH") for s in range(1, 7)] + [(s, "1950-01-01", "GENDER//F") for s in range(1, 7)]
+    ev += [(1, "2015-01-31", "ICD10CM//C22.0"), (1, "2020-01-01", "ENCOUNTER//OUTPATIENT"),
+           (2, "2015-07-20", "ICD10CM//C22.0"), (2, "2020-01-01", "ENCOUNTER//OUTPATIENT"),
+           (3, "2015-03-02", "MEDS_DEATH"), (4, "2017-01-01", "MEDS_DEATH"),
+           (5, "2016-01-01", "ICD10CM//C22.0"), (5, "2017-01-01", "MEDS_DEATH"),
+           (6, "2019-06-01", "MEDS_DEATH")]
+    df = pd.DataFrame(ev, columns=["subject_id", "time", "code"])
+    df["time"] = pd.to_datetime(df["time"]).astype("datetime64[us]")
+    df["numeric_value"] = float("nan")
+    studies = pd.DataFrame({"study_id": [f"w{s}" for s in range(1, 7)], "subject_id": range(1, 7),
+                            "study_time": pd.to_datetime(["2015-01-01"] * 6).astype("datetime64[us]")})
+    defs = OutcomeDefinitions(outcomes=(OutcomeDefinition(id="lc", name="Liver cancer", codes=("ICD10CM//C22",)),))
+    return outcome_labels(studies, df, defs, OutcomeSettings(washout_days=washout_days)).set_index("study_id")
+
+
+def test_washout_excludes_early_diagnoses_and_early_ends() -> None:
+    none, w90 = _washout_labels(0), _washout_labels(90)
+    # without washout (the default) the 30-day diagnosis is incident
+    assert bool(none.loc["w1", "event"]) and bool(none.loc["w1", "eligible"])
+    assert none.loc["w1", "time_days"] == pytest.approx(30)
+    assert not bool(w90.loc["w1", "event"]) and not bool(w90.loc["w1", "eligible"])
+    assert "outcome within washout" in w90.loc["w1", "flag"]
+    # after the washout: incident either way, time still from the index
+    for lab in (none, w90):
+        assert bool(lab.loc["w2", "event"]) and lab.loc["w2", "time_days"] == pytest.approx(200)
+    # death at 60 days: within a 90-day washout the study leaves the analysis
+    assert bool(none.loc["w3", "eligible"]) and bool(none.loc["w3", "competing_event"])
+    assert not bool(w90.loc["w3", "eligible"]) and "follow-up ended within washout" in w90.loc["w3", "flag"]
+    eligible = w90[w90["eligible"]]
+    assert sorted(eligible.index) == ["w2", "w4", "w5", "w6"]
+    assert not (eligible["event"] & (eligible["time_days"] <= 90)).any()  # nothing happens in the washout
+
+
+def test_death_before_any_event_within_the_window_is_competing() -> None:
+    lab = _washout_labels(0)
+    assert bool(lab.loc["w4", "competing_event"]) and lab.loc["w4", "time_days"] == pytest.approx(731)
+    assert not bool(lab.loc["w5", "competing_event"]) and bool(lab.loc["w5", "event"])  # event came first
+    assert not bool(lab.loc["w6", "competing_event"])  # died after the window
+    assert not lab.loc[["w1", "w2"], "competing_event"].any()

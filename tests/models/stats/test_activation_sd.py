@@ -117,7 +117,7 @@ def test_option_on_without_activations_is_an_error() -> None:
         associate_splits({"report": (E, np.ones(E.shape[1], bool), np.ones(len(split), bool))}, om, split, cfg)
 
 
-def test_heavy_tailed_activation_converges_where_newton_from_null_fails() -> None:
+def test_heavy_tailed_activation_converges_from_either_start() -> None:
     # Demo-like: a feature firing in 7% of studies with a long right tail, a rare outcome.
     rng = np.random.default_rng(34)
     n = 1000
@@ -128,7 +128,12 @@ def test_heavy_tailed_activation_converges_where_newton_from_null_fails() -> Non
     Z = covariate_design(age, male)
     null = fit_batch(Z, y[:, None].astype(float)).params
     z, _ = standardize(x, np.ones(n, bool))
-    assert not fit_batch(Z, y[:, None].astype(float), X=z[:, None], start=np.c_[null, 0.0]).converged[0]
+    # Undamped Newton from the null model diverged here; with step halving it converges
+    # from the null model and from zero to the same point.
+    from_null = fit_batch(Z, y[:, None].astype(float), X=z[:, None], start=np.c_[null, 0.0])
+    from_zero = fit_batch(Z, y[:, None].astype(float), X=z[:, None])
+    assert from_null.converged[0] and from_zero.converged[0]
+    np.testing.assert_allclose(from_null.params, from_zero.params, rtol=1e-9, atol=1e-10)
     res = fit_per_sd(sp.csc_matrix(x[:, None]), Z, y[:, None], np.ones((n, 1), bool), np.array([[0, 0]]), null)
     b, se, _ = _statsmodels_per_sd(x, y, age, male, np.ones(n, bool))
     assert res.loc[0, "sd_log_or"] == pytest.approx(b, rel=1e-8) and res.loc[0, "sd_se"] == pytest.approx(se, rel=1e-8)

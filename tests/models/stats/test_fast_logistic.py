@@ -21,8 +21,7 @@ def _setup(rate: float, seed: int = 0, n: int = 20000):
     M = rng.uniform(size=(n, 2)) < 0.95
     null = fit_batch(Z, (Y & M).astype(float), weights=M.astype(float))
     pairs = np.array([[f, o] for o in range(2) for f in range(6)])
-    start = np.column_stack([null.params[pairs[:, 1]], np.zeros(len(pairs))])
-    return Z, E, Y, M, pairs, start
+    return Z, E, Y, M, pairs, null.params[pairs[:, 1]]
 
 
 def _statsmodels(Z, E, Y, M, f: int, o: int):
@@ -32,10 +31,10 @@ def _statsmodels(Z, E, Y, M, f: int, o: int):
 
 
 def test_fast_path_matches_statsmodels() -> None:
-    Z, E, Y, M, pairs, start = _setup(rate=0.01)
+    Z, E, Y, M, pairs, null = _setup(rate=0.01)
     prep = prepare(Z)
     assert prep is not None
-    res, done = fast_pairs(E, Z, Y, M, pairs, start, prep)
+    res, done = fast_pairs(E, Z, Y, M, pairs, null, prep)
     assert done.all()  # rare exposures: the truncation bound holds for every pair
     for (f, o), b, se in zip(pairs, res["adj_log_or"], res["adj_se"], strict=True):
         ref = _statsmodels(Z, E, Y, M, f, o)
@@ -43,10 +42,10 @@ def test_fast_path_matches_statsmodels() -> None:
 
 
 def test_common_exposure_falls_back_to_direct_fit() -> None:
-    Z, E, Y, M, pairs, start = _setup(rate=0.4, seed=1, n=3000)
-    _, done = fast_pairs(E, Z, Y, M, pairs, start, prepare(Z))
+    Z, E, Y, M, pairs, null = _setup(rate=0.4, seed=1, n=3000)
+    _, done = fast_pairs(E, Z, Y, M, pairs, null, prepare(Z))
     assert not done.all()  # large shifts of the covariate coefficients: bound fails
-    res = fit_pairs(E, Z, Y, M, pairs, firth=False, start=start)
+    res = fit_pairs(E, Z, Y, M, pairs, firth=False, null=null)
     for (f, o), b in zip(pairs, res["adj_log_or"], strict=True):
         assert abs(b - _statsmodels(Z, E, Y, M, f, o).params[-1]) < 1e-8
 
@@ -57,8 +56,7 @@ def test_moments_from_the_screen_give_the_same_exact_fits() -> None:
     Z, E, Y, M, pairs, _ = _setup(rate=0.01, seed=2)
     sc = score_test(E, Z, Y, M, with_moments=True)
     assert sc.moments is not None and all(m is not None for m in sc.moments)
-    start = np.column_stack([sc.null_params[pairs[:, 1]], np.zeros(len(pairs))])
-    reused = fit_pairs(E, Z, Y, M, pairs, firth=False, start=start, moments_given=sc.moments)
+    reused = fit_pairs(E, Z, Y, M, pairs, firth=False, null=sc.null_params[pairs[:, 1]], moments_given=sc.moments)
     for (f, o), b in zip(pairs, reused["adj_log_or"], strict=True):
         assert abs(b - _statsmodels(Z, E, Y, M, f, o).params[-1]) < 1e-8
 

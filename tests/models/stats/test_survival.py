@@ -6,7 +6,7 @@ import pytest
 from lifelines.datasets import load_lung
 from statsmodels.duration.hazard_regression import PHReg
 
-from models.stats.survival import cox_fit, km_at, km_curve, survival_pair
+from models.stats.survival import aalen_johansen, cox_fit, km_at, km_curve, survival_pair
 
 
 def _pairs_data(seed: int = 0, n: int = 400) -> pd.DataFrame:
@@ -207,3 +207,56 @@ def test_survival_leaves_out_studies_the_modality_did_not_encode() -> None:
         for m in marks.itertuples():
             g = d[d["exposed"] == (1 if m.group == "exposed" else 0)]
             assert m.n_at_risk == (g["time_days"] >= m.time_days).sum()
+
+
+# ---------------------------------------------------------------- competing risks
+def _competing(seed: int, n: int = 300) -> pd.DataFrame:
+    """Continuous times (no ties): outcome hazard, a stronger death hazard, uniform censoring."""
+    rng = np.random.default_rng(seed)
+    t_event, t_death, t_cens = rng.exponential(3000, n), rng.exponential(1500, n), rng.uniform(100, 1461, n)
+    t = np.minimum.reduce([t_event, t_death, t_cens])
+    return pd.DataFrame({"time_days": t, "event": (t == t_event).astype(int),
+                         "competing": (t == t_death).astype(int)})
+
+
+def test_aalen_johansen_matches_lifelines() -> None:
+    from lifelines import AalenJohansenFitter
+
+    d = _competing(0)
+    code = np.where(d["event"] == 1, 1, np.where(d["competing"] == 1, 2, 0))
+    ref = AalenJohansenFitter(calculate_variance=False).fit(d["time_days"], code, event_of_interest=1)
+    at = np.array([50.0, 365.25, 800.0, 1200.0, 1461.0])
+    expect = ref.cumulative_density_.iloc[:, 0]
+    want = [float(expect[expect.index <= t].iloc[-1]) for t in at]
+    got = aalen_johansen(d["time_days"], d["event"] > 0, d["competing"] > 0, at)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
+def test_aalen_johansen_by_hand_with_ties() -> None:
+    # times 1..5; at t=2 one outcome, one death and one censoring tie; at t=4 two outcomes
+    t = np.array([1, 2, 2, 2, 3, 4, 4, 5, 6, 6], float)
+    ev = np.array([1, 1, 0, 0, 0, 1, 1, 0, 0, 0], bool)
+    de = np.array([0, 0, 1, 0, 1, 0, 0, 0, 0, 0], bool)
+    # n at risk: t1 10, t2 9, t3 6, t4 5; S(t-) before each: 1, 9/10, 9/10 * 7/9 = 0.7, 0.7 * 5/6
+    f1 = 1 / 10
+    f2 = f1 + 0.9 * 1 / 9
+    f4 = f2 + (0.7 * 5 / 6) * 2 / 5
+    got = aalen_johansen(t, ev, de, np.array([0.5, 1, 2, 3, 4, 6]))
+    np.testing.assert_allclose(got, [0, f1, f2, f2, f4, f4], rtol=1e-14)
+
+
+def test_survival_pair_reports_both_estimators() -> None:
+    d = _competing(1, 600)
+    d["exposed"] = (np.arange(len(d)) % 3 == 0).astype(int)
+    d["age_years"], d["male"] = 60.0 + (np.arange(len(d)) % 20), (np.arange(len(d)) % 2).astype(float)
+    row, curve = survival_pair(d, 1461.0, min_events=2)
+    assert row["n_competing"] == int(d["competing"].sum())
+    for g, x in (("exposed", 1), ("unexposed", 0)):
+        sub = d[d["exposed"] == x]
+        assert row[f"aj_cuminc_{g}"] == pytest.approx(
+            aalen_johansen(sub["time_days"], sub["event"] > 0, sub["competing"] > 0, np.array([1461.0]))[0])
+        # deaths censored, 1 - KM overstates the real risk where death competes
+        assert row[f"aj_cuminc_{g}"] < row[f"cuminc_{g}"]
+    assert (curve["aj_cum_incidence"] <= curve["cum_incidence"] + 1e-12).all()
+    no_death, _ = survival_pair(d.assign(competing=0), 1461.0, min_events=2)
+    assert no_death["aj_cuminc_exposed"] == pytest.approx(no_death["cuminc_exposed"], rel=1e-12)
