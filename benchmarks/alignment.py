@@ -156,11 +156,14 @@ def demo_lines(out: Path) -> None:
         row: dict[str, Any] = {"demo": True, "finding": finding, "role": role, "modality": modality}
         if role == "planted_link":
             row["outcome"] = str(g["outcome"].iloc[0])
-        for unit, u in g.groupby("unit"):
+        for best, u in g.groupby("best"):  # feature | family (a family, or a feature in no family)
             ranks = pd.to_numeric(u["rank"], errors="coerce").dropna()
-            row[f"best_{unit}"] = None if u["feature_id"].isna().all() else int(u["feature_id"].iloc[0])
-            row[f"{unit}_jaccard"] = float(u["jaccard"].iloc[0])
-            row[f"{unit}_rank"] = int(ranks.min()) if len(ranks) else None
+            row[f"best_{best}"] = None if u["feature_id"].isna().all() else int(u["feature_id"].iloc[0])
+            row[f"{best}_jaccard"] = float(u["jaccard"].iloc[0])
+            row[f"{best}_rank"] = int(ranks.min()) if len(ranks) else None
+            if best == "family":
+                size = pd.to_numeric(u["family_size"], errors="coerce").iloc[0]
+                row["family_unit"], row["family_size"] = str(u["unit"].iloc[0]), None if pd.isna(size) else int(size)
         print(json.dumps(row), flush=True)
 
 
