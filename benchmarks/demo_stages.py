@@ -57,7 +57,7 @@ def main() -> None:
     per, embs = {}, {}
     for m in cfg.modalities:
         name = m.modality
-        emb = timed(store, "embed", name, lambda m=m: embed_fn(store, st, m))
+        emb = timed(store, "embed", name, lambda m=m: embed_fn(store, st, m, str(inputs.studies.parent)))
         sae = timed(store, "train_sae", name, lambda emb=emb: train_fn(store, emb, cfg.sae))
         act = timed(store, "activations", name, lambda emb=emb, sae=sae: activations_fn(store, emb, sae))
         fam = timed(store, "families", name,

@@ -61,7 +61,7 @@ def embed_and_sweep(config_path: str) -> dict[str, float]:
     studies = ingest_studies(root, str(cfg.inputs.studies))
     (m,) = cfg.modalities
     t0 = time.perf_counter()
-    emb = embed_modality(root, studies, m)
+    emb = embed_modality(root, studies, m, str(cfg.inputs.studies.parent))
     t1 = time.perf_counter()
     runs = cfg.sae_runs()
     select(root, emb, trainer_for(runs).map(root, unmapped(emb), list(runs)), cfg.sae)

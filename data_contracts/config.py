@@ -273,7 +273,15 @@ class AssociationConfig(_Strict):
     a split; "modality_outcome" is one family per (split, modality, outcome).
     Replicated: ranked in discovery, and in validation the adjusted log-OR has the same sign
     with p, corrected by `replication_method` (Holm or BH) over the pairs ranked for the same
-    (modality, outcome), below `replication_p`."""
+    (modality, outcome), below `replication_p`.
+
+    `binary_controls`: who may be a control (event-free) in the binary analyses.
+    "complete_followup" keeps only studies whose outcome status is known for the whole
+    window (followed to its end, or died within it without the outcome); event-free studies
+    lost to follow-up earlier are left out, so a short record is not taken for a non-case
+    (which would understate risk in the exposed and the baseline alike). Their number is in
+    each row (n_excluded_followup). "all" keeps every eligible event-free study, as
+    earlier versions did. Survival analyses censor them either way."""
 
     alpha: float = Field(0.05, gt=0, lt=1)  # BH false discovery rate for ranking
     min_exposed_cases: int = Field(3, ge=0)  # fewer exposed cases: flagged and not ranked
@@ -293,6 +301,7 @@ class AssociationConfig(_Strict):
     # Also fit outcome ~ standardised activation + age + sex (OR per SD) for the pairs
     # selected for exact fits; sd_* columns (NaN when off).
     or_per_sd: bool = False
+    binary_controls: Literal["complete_followup", "all"] = "complete_followup"
 
     @model_validator(mode="after")
     def _consistent(self) -> AssociationConfig:
@@ -391,17 +400,27 @@ class OutcomeDefinition(_Strict):
             raise ValueError(f"id '{v}' must be lower-case letters, digits, '_' or '-'")
         return v
 
+    @field_validator("codes")
+    @classmethod
+    def _codes_not_blank(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # A blank prefix would match every code: every patient would be a prior case.
+        if any(not c.strip() for c in v):
+            raise ValueError(f"codes {list(v)}: a blank code prefix matches every code")
+        return v
+
 
 class OutcomeDefinitions(_Strict):
     outcomes: tuple[OutcomeDefinition, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique(self) -> OutcomeDefinitions:
-        ids = [o.id for o in self.outcomes]
+    @field_validator("outcomes")
+    @classmethod
+    def _unique(cls, v: tuple[OutcomeDefinition, ...]) -> tuple[OutcomeDefinition, ...]:
+        ids = [o.id for o in v]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
-            raise ValueError(f"outcome ids must be unique; repeated: {dup}")
-        return self
+            where = [i for i, o in enumerate(ids) if o in dup]
+            raise ValueError(f"outcome ids must be unique; repeated: {dup} (entries {where})")
+        return v
 
 
 # ---------------------------------------------------------------- loading
@@ -417,11 +436,22 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _pydantic_error(path: Path, err: ValidationError) -> ContractError:
+    """Every problem listed; the first one's place as row (its index in a list, e.g. the
+    outcome) and column (the dotted field, e.g. 'cohort.percentile')."""
     lines = []
     for item in err.errors():
         loc = ".".join(str(p) for p in item["loc"])
-        lines.append(f"  {loc or '<root>'}: {item['msg']} (found {item.get('input')!r})")
-    return ContractError(str(path), None, None, "invalid configuration:\n" + "\n".join(lines), "see the fields above")
+        lines.append(f"  {loc or '<root>'}: {item['msg']} (found {_short(item.get('input'))})")
+    first = err.errors()[0]["loc"] if err.errors() else ()
+    rows = [p for p in first if isinstance(p, int)]
+    column = ".".join(str(p) for p in first if not isinstance(p, int)) or None
+    return ContractError(str(path), rows[0] if rows else None, column,
+                         "invalid configuration:\n" + "\n".join(lines), "see the fields above")
+
+
+def _short(v: Any, limit: int = 80) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _resolve(base: Path, p: Path) -> Path:

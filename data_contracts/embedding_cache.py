@@ -15,7 +15,9 @@ at all. An interrupted run leaves only whole batches (and at most a stray tempor
 which readers ignore). A study counts as done for an
 encoder once any committed batch holds it, with a vector or with the reason it could not
 be embedded (unreadable image, empty report), so failures are not retried on every run;
-delete the month folder to retry them. Pure I/O helpers: no encoder, no Prefect.
+delete the month folder to retry them. Rows carry the checksum of what was embedded (report
+text, image content): a corrected report or replaced image under the same study id is not
+done, and is embedded again. Pure I/O helpers: no encoder, no Prefect.
 """
 
 from __future__ import annotations
@@ -60,14 +62,18 @@ def identity_key(identity: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# Batches before format 2 had no item checksum; a new folder keeps them apart.
+CACHE_FORMAT = 2
+
+
 class EmbeddingCache:
     """Committed embeddings of one modality by one encoder identity."""
 
     def __init__(self, root: str | Path, modality: str, identity: Mapping[str, Any]) -> None:
         name = str(identity.get("name", "encoder"))
-        self.identity = dict(identity)
+        self.identity = {**identity, "cache_format": CACHE_FORMAT}
         self.storage = Storage(root)
-        self.rel = f"embedding_cache/{modality}/{name}-{identity_key(identity)}"
+        self.rel = f"embedding_cache/{modality}/{name}-{identity_key(self.identity)}"
         self.location = self.storage.url_of(self.rel)
 
     @property
@@ -111,8 +117,17 @@ class EmbeddingCache:
             done.update(self._read_part(month, p, ["study_id"]).column(0).to_pylist())
         return done
 
+    def done_keys(self, month: str) -> set[tuple[str, str]]:
+        """(study_id, item checksum) pairs of a month with a committed vector or error."""
+        done: set[tuple[str, str]] = set()
+        for p in self.parts(month):
+            t = self._read_part(month, p, ["study_id", "item_sha256"])
+            done.update(zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True))
+        return done
+
     def read_month(self, month: str) -> pd.DataFrame:
-        """study_id, embedding (None on error), error; one row per study (first commit wins)."""
+        """study_id, embedding (None on error), error, item_sha256; one row per study and
+        item checksum (first commit wins)."""
         parts = self.parts(month)
         tables = [self._read_part(month, p) for p in parts]
         if not tables:
@@ -130,12 +145,13 @@ class EmbeddingCache:
                                 f"the {EMBEDDING_BATCH.key} columns in every batch; delete {odd_name} "
                                 "to recompute its studies") from e
         df = combined.to_pandas()
-        return df.drop_duplicates("study_id", keep="first").reset_index(drop=True)
+        return df.drop_duplicates(["study_id", "item_sha256"], keep="first").reset_index(drop=True)
 
     def commit(self, month: str, study_ids: Sequence[str], vectors: np.ndarray,
-               ok: Sequence[int], errors: Mapping[int, str]) -> str:
+               ok: Sequence[int], errors: Mapping[int, str], keys: Sequence[str] | None = None) -> str:
         """Write one batch atomically: `vectors[i]` belongs to `study_ids[ok[i]]`;
-        `errors` maps positions into `study_ids` to reasons. Returns the committed file."""
+        `errors` maps positions into `study_ids` to reasons; `keys` are the checksums of
+        what was embedded per study ('' when unknown). Returns the committed file."""
         self._ensure_identity()
         n = len(study_ids)
         emb: list[list[float] | None] = [None] * n
@@ -150,6 +166,7 @@ class EmbeddingCache:
             "study_id": pa.array([str(s) for s in study_ids], pa.string()),
             "embedding": pa.array(emb, pa.list_(pa.float32())),
             "error": pa.array(err, pa.string()),
+            "item_sha256": pa.array(list(keys) if keys is not None else [""] * n, pa.string()),
         }), EMBEDDING_BATCH, f"embedding batch for {month}")
         rel = f"{self._month_rel(month)}/part-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.parquet"
         sink = pa.BufferOutputStream()

@@ -103,12 +103,13 @@ EMBEDDINGS = Contract(
 # data_contracts/embedding_cache.py): a vector, or the reason the study could not be embedded.
 EMBEDDING_BATCH = Contract(
     name="embedding_batch",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("study_id", pa.string(), nullable=False),
             pa.field("embedding", pa.list_(pa.float32())),  # null when `error` is set
             pa.field("error", pa.string()),
+            pa.field("item_sha256", pa.string()),  # checksum of the text / image embedded
         ]
     ),
     required=("study_id",),
@@ -131,7 +132,7 @@ SAE_METRICS = Contract(
 _F64 = pa.float64()
 SAE_SWEEP = Contract(
     name="sae_sweep",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
             pa.field("run", pa.string(), nullable=False),  # version of the run's sae artifact
@@ -143,7 +144,6 @@ SAE_SWEEP = Contract(
             *(pa.field(f"{s}_{m}", _F64) for s in ("heldout", "train") for m in ("fvu", "mse", "l0", "dead_frac")),
             pa.field("heldout_prefix_fvu", pa.list_(_F64)),  # per prefix, Matryoshka only
             pa.field("heldout_freq_hist", pa.list_(_F64)),  # latents per log10 firing-frequency bin, -7..0
-            pa.field("samples_per_s", _F64),
             pa.field("steps", pa.int64()),
         ]
     ),
@@ -252,7 +252,7 @@ FAMILY_ACTIVATIONS = Contract(
 
 OUTCOME_LABELS = Contract(
     name="outcome_labels",
-    version="3",
+    version="4",
     schema=pa.schema(
         [
             pa.field("study_id", pa.string(), nullable=False),
@@ -263,6 +263,7 @@ OUTCOME_LABELS = Contract(
             pa.field("eligible", pa.bool_(), nullable=False),  # used in this analysis
             pa.field("event", pa.bool_(), nullable=False),  # first record within the window
             pa.field("time_days", pa.float64()),  # to event or censoring, capped at window
+            # status known for the whole window: event, followed to its end, or died in it
             pa.field("complete_followup", pa.bool_(), nullable=False),
             pa.field("competing_event", pa.bool_()),  # follow-up ended by death within the window
             pa.field("age_years", pa.float64()),
@@ -304,7 +305,7 @@ PAIR_KEY = (
 
 ASSOCIATIONS = Contract(
     name="associations",
-    version="4",
+    version="5",
     schema=pa.schema(
         [
             *PAIR_KEY,
@@ -321,6 +322,10 @@ ASSOCIATIONS = Contract(
             pa.field("q_value", pa.float64()),  # BH over every Fisher test of the split
             pa.field("p_bonferroni", pa.float64()),
             pa.field("n_adjusted", pa.int64()),  # eligible studies with age and sex
+            # event-free eligible studies left out of this 2x2 for follow-up shorter than the
+            # window (association.binary_controls: complete_followup; 0 under 'all')
+            pa.field("n_excluded_followup", pa.int64()),
+            pa.field("n_exposed_excluded_followup", pa.int64()),  # of them, in the cohort
             pa.field("score_p", pa.float64()),  # age+sex adjusted score test
             pa.field("score_q", pa.float64()),  # BH over every score test of the split
             pa.field("score_log_or", pa.float64()),  # one-step estimate U/V

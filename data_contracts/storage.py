@@ -32,6 +32,8 @@ from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
+from data_contracts.tempfiles import owner_tag
+
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*://")
 _CHUNK = 1 << 20
 
@@ -163,7 +165,7 @@ class Storage:
             return
         path = Path(self.key(rel))
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}{owner_tag()}.tmp"
         try:
             with open(tmp, "wb") as f:
                 f.write(data)

@@ -43,6 +43,7 @@ import pyarrow.parquet as pq
 
 from data_contracts.schemas import Contract
 from data_contracts.storage import Storage, cache_dir, is_url
+from data_contracts.tempfiles import owner_tag, sweep
 from data_contracts.validate import conform_table
 
 MANIFEST = "manifest.json"
@@ -160,12 +161,14 @@ class ArtifactWriter:
 
 
 # Temporary artifact folders/prefixes left by killed writers are removed by later commits of
-# the same kind once this old (a live writer's are younger: builds stage locally first).
+# the same kind once this old (a live writer's are younger: builds stage locally first). In a
+# local store they go sooner: a name carries its writer (`~pid@host~`, tempfiles.py), and
+# `sweep_abandoned` removes those whose writer is gone.
 STALE_TEMP_S = 24 * 3600
 
 
 def _temp_name(version: str) -> str:
-    return f".tmp-{version}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+    return f".tmp-{version}{owner_tag()}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
 
 
 def _temp_age(name: str, now: float) -> float | None:
@@ -364,7 +367,7 @@ class ArtifactStore:
             if (final / MANIFEST).is_file() and not stale:
                 raise FileExistsError(final)
             if final.exists():
-                trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:8]}")
+                trash = final.with_name(f".trash-{final.name}-{uuid.uuid4().hex[:8]}{owner_tag()}")
                 os.rename(final, trash)
                 os.rename(tmp, final)
                 shutil.rmtree(trash, ignore_errors=True)
@@ -401,6 +404,16 @@ class ArtifactStore:
             age = _temp_age(name, now)
             if age is not None and age > STALE_TEMP_S:
                 self.storage.remove(f"artifacts/{kind}/{name}", recursive=True)
+
+    def sweep_abandoned(self) -> list[Path]:
+        """Remove the temporaries that killed processes of this host left in a local store
+        (half-written artifacts, embedding batches, run records): see tempfiles.py. Remote
+        stores keep the age rule of `_sweep_temporaries`."""
+        if not self.storage.local:
+            return []
+        root = Path(self.storage.base)
+        folders = [root / "runs", *(root / "artifacts").glob("*"), *(root / "embedding_cache").glob("*/*/month=*")]
+        return sweep(p for p in folders if p.is_dir())
 
     # ------------------------------------------------------------ lineage
     def record_run(self, run_id: str, refs: Sequence[ArtifactRef], info: Mapping[str, Any]) -> str:

@@ -8,6 +8,8 @@ the run goes on with the rest.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from data_contracts.config import RunConfig
 from data_contracts.errors import ContractError
 from data_contracts.schemas import MEDS_EVENTS, QUARANTINE, STUDIES, Contract
 
@@ -25,6 +28,8 @@ class Checked:
 
     data: pd.DataFrame
     quarantine: pd.DataFrame
+    ignored_columns: list[str] = dataclasses.field(default_factory=list)  # not in the contract: not read
+    source_rows: np.ndarray | None = None  # row of each `data` row in the input file
 
 
 def empty_quarantine() -> pd.DataFrame:
@@ -46,27 +51,59 @@ def quarantine_rows(
 
 
 def read_table_file(path: str | Path) -> pd.DataFrame:
-    """Read a parquet or CSV input; the error says which file and why."""
+    """Read a parquet or CSV/TSV input (UTF-8, with or without a byte-order mark, any line
+    ends); the error says which file and why. A CSV that is not UTF-8 (e.g. Latin-1 from
+    a spreadsheet export) is refused with the line of the first bad byte, not guessed."""
     path = Path(path)
     if not path.is_file():
         raise ContractError(str(path), None, None, "file not found", "an existing parquet or CSV file")
+    suffix = path.suffix.lower()
     try:
-        if path.suffix.lower() in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str,
+        if suffix in (".csv", ".tsv"):
+            _check_utf8(path)
+            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str, encoding="utf-8-sig",
                                keep_default_na=False, na_values=[""])
+        if suffix not in (".parquet", ".pq"):
+            raise ContractError(str(path), None, None, f"file type '{suffix}'", "a .parquet, .csv or .tsv file")
         return pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as e:
+        if isinstance(e, ContractError):
+            raise
         raise ContractError(str(path), None, None, f"unreadable: {e}", "a parquet or CSV file") from e
+
+
+def _check_utf8(path: Path) -> None:
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start)  # 0 is the header: data row = line - 1
+        raise ContractError(
+            str(path), line - 1 if line else None, None,
+            f"byte 0x{data[e.start]:02x} at line {line + 1} is not UTF-8 (e.g. Latin-1 or Windows-1252 text)",
+            "UTF-8 text: re-export the file as UTF-8",
+        ) from e
+
+
+# An offset after a clock time: "...T13:45:00+02:00", "... 13:45Z", "13:45:00.123 +0200".
+_OFFSET = re.compile(r"^(.*\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)\s*(?:Z|UTC|[+-]\d{2}(?::?\d{2})?)$")
+
+
+def _wall_clock(series: pd.Series) -> pd.Series:
+    """Times as local wall-clock times, the way MEDS and hospital exports record them: a
+    UTC offset, where a value has one, is dropped rather than converted, so values with
+    and without offsets (two systems merged) stay on one clock."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        s = series.dt.tz_localize(None) if getattr(series.dt, "tz", None) is not None else series
+        return s.astype("datetime64[us]")
+    text = series.astype("string").str.strip().str.replace(_OFFSET, r"\1", regex=True)
+    return pd.to_datetime(text, errors="coerce", format="mixed").astype("datetime64[us]")
 
 
 def _coerce(series: pd.Series, typ: pa.DataType) -> pd.Series:
     """Cast to the contract type; values that cannot be cast become missing."""
     if pa.types.is_timestamp(typ):
-        if pd.api.types.is_datetime64_any_dtype(series):
-            s = series.dt.tz_convert(None) if getattr(series.dt, "tz", None) is not None else series
-            return s.astype("datetime64[us]")
-        parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
-        return parsed.dt.tz_convert(None).astype("datetime64[us]")
+        return _wall_clock(series)
     if pa.types.is_integer(typ):
         num = pd.to_numeric(series, errors="coerce")
         whole = num.notna() & (num == np.round(num))
@@ -80,14 +117,20 @@ def _coerce(series: pd.Series, typ: pa.DataType) -> pd.Series:
     return series
 
 
-def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
-    """Conform an input table to its contract, quarantining unusable rows."""
+def _check_shape(df: pd.DataFrame, contract: Contract, file: str) -> None:
     missing = [c for c in contract.required if c not in df.columns]
     if missing:
         raise ContractError(
             file, None, missing[0], f"missing required column(s) {missing}; columns are {list(df.columns)}",
             f"columns {list(contract.required)} (see data_contracts/schemas.py: {contract.name})",
         )
+    if len(df) == 0:
+        raise ContractError(file, None, None, "0 rows", f"at least one row of {contract.name}")
+
+
+def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
+    """Conform an input table to its contract, quarantining unusable rows."""
+    _check_shape(df, contract, file)
     out = pd.DataFrame(index=df.index)
     bad = pd.Series(False, index=df.index)
     quarantine = [empty_quarantine()]
@@ -98,11 +141,13 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
             continue
         raw = df[field.name]
         col = _coerce(raw, field.type)
+        if pa.types.is_string(field.type) and not field.nullable:  # a blank id or code is no id or code
+            col = col.where(col.str.strip() != "")
         failed = col.isna() & raw.notna() & (raw.astype(str).str.strip() != "")
         if len(df) and failed.all():
             raise ContractError(
                 file, 0, field.name,
-                f"no value can be read as {field.type} (dtype {raw.dtype}, first value {raw.iloc[0]!r})",
+                f"no value can be read as {field.type} (dtype {raw.dtype}, first value {repr(raw.iloc[0])[:40]})",
                 f"a column of {field.type}",
             )
         nulls = col.isna() & ~failed
@@ -120,8 +165,13 @@ def check_input(df: pd.DataFrame, contract: Contract, file: str) -> Checked:
             quarantine.append(quarantine_rows(file, rows, f"duplicate {key}: the id must be unique", key,
                                               sid[dup] if sid is not None else None))
             bad |= dup
+    if bad.all():
+        first = quarantine[1].iloc[0]
+        raise ContractError(file, None, None, f"all {len(df)} rows are unusable (first: {first['column']}: "
+                            f"{first['reason']})", f"usable rows of {contract.name}")
     kept = out[~bad].reset_index(drop=True)
-    return Checked(kept, pd.concat(quarantine, ignore_index=True))
+    ignored = [str(c) for c in df.columns if c not in contract.schema.names]
+    return Checked(kept, pd.concat(quarantine, ignore_index=True), ignored, np.flatnonzero(~bad.to_numpy()))
 
 
 def check_studies(df: pd.DataFrame, file: str) -> Checked:
@@ -136,20 +186,73 @@ def check_studies(df: pd.DataFrame, file: str) -> Checked:
 def resolve_image_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
     """Image paths made absolute: relative ones resolve against `base`, the studies
     file's folder; blank ones become missing."""
-
-    def absolute(p: object) -> object:
-        if not isinstance(p, str) or not p.strip():
-            return None
-        q = Path(p.strip())
-        return str(q if q.is_absolute() else (base / q).resolve())
-
     out = df.copy()
-    out["image_path"] = out["image_path"].map(absolute).astype("string")
+    out["image_path"] = [absolute_image_path(p, base) for p in out["image_path"]]
+    out["image_path"] = out["image_path"].astype("string")
     return out
 
 
-def check_events(df: pd.DataFrame, file: str) -> Checked:
-    return check_input(df, MEDS_EVENTS, file)
+def absolute_image_path(p: object, base: Path | None) -> str | None:
+    """A stored image path made absolute: relative ones against `base`; blank: None."""
+    if not isinstance(p, str) or not p.strip():
+        return None
+    q = Path(p.strip())
+    if q.is_absolute():
+        return str(q)
+    if base is None:
+        raise ValueError(f"relative image path {p!r} and no folder to resolve it against")
+    return str((base / q).resolve())
+
+
+ESCAPES = ("image path leaves the studies file's folder (through '..' or a symbolic link); relative "
+           "paths must stay inside it: give an absolute path, or move the image under the folder")
+
+
+def check_image_paths(checked: Checked, base: Path, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Image paths as written (trimmed; blank -> missing), so the studies artifact does not
+    depend on where the input folder lies. A relative path that resolves outside `base`
+    (via '..' or a symlink) is cleared and its row quarantined with the reason: the study
+    stays for its report, the image modality then lists it as having no image."""
+    df = checked.data.copy()
+    paths = [p.strip() if isinstance(p, str) and p.strip() else None for p in df["image_path"]]
+    root = base.resolve()
+    escapes = np.array([p is not None and not Path(p).is_absolute() and not (root / p).resolve().is_relative_to(root)
+                        for p in paths], dtype=bool)
+    df["image_path"] = pd.array([None if e else p for p, e in zip(paths, escapes, strict=True)], dtype="string")
+    rows = checked.source_rows if checked.source_rows is not None else np.arange(len(df))
+    q = quarantine_rows(file, rows[escapes], ESCAPES, "image_path", df["study_id"][escapes])
+    return df, q
+
+
+def check_events(df: pd.DataFrame, file: str, birth_code: str = "MEDS_BIRTH",
+                 death_code: str = "MEDS_DEATH") -> Checked:
+    """MEDS events conformed to the contract. Beyond types, rows the patient's own timeline
+    rules out are quarantined: events dated before the birth day or after the death day
+    (the earliest birth / death record counts). Exact repeats stay: two encounters on one
+    day are real, and repeats change no label (first onset, last record)."""
+    checked = check_input(df, MEDS_EVENTS, file)
+    ev = checked.data
+    rows = checked.source_rows if checked.source_rows is not None else np.arange(len(ev))
+    day = ev["time"].dt.normalize()
+    first = {c: ev.loc[ev["code"] == c].groupby("subject_id")["time"].min().dt.normalize()
+             for c in (birth_code, death_code)}
+    rules = [
+        ((day < ev["subject_id"].map(first[birth_code])).to_numpy(bool),
+         f"dated before the patient's birth ({birth_code})", "time"),
+        ((day > ev["subject_id"].map(first[death_code])).to_numpy(bool),
+         f"dated after the patient's death ({death_code})", "time"),
+    ]
+    bad = np.zeros(len(ev), dtype=bool)
+    frames = [checked.quarantine]
+    for mask, why, column in rules:
+        mask = mask & ~bad
+        if mask.any():
+            frames.append(quarantine_rows(file, rows[mask], why, column))
+            bad |= mask
+    if not bad.any():
+        return checked
+    return Checked(ev[~bad].reset_index(drop=True), pd.concat(frames, ignore_index=True), checked.ignored_columns,
+                   rows[~bad])
 
 
 def conform_table(data: pd.DataFrame | pa.Table, contract: Contract, source: str) -> pa.Table:
@@ -173,3 +276,12 @@ def conform_table(data: pd.DataFrame | pa.Table, contract: Contract, source: str
             col = pa.nulls(table.num_rows, field.type)
         arrays.append(col)
     return pa.Table.from_arrays(arrays, schema=contract.schema)
+
+
+def check_input_files(cfg: RunConfig, path: str | Path) -> None:
+    """Every input the run config names exists (checked before anything starts)."""
+    for name in ("studies", "events", "outcomes"):
+        p = Path(getattr(cfg.inputs, name))
+        if not p.is_file():
+            raise ContractError(str(path), None, f"inputs.{name}", f"no such file: {p}",
+                                "an existing file (relative paths resolve against the config's folder)")

@@ -39,5 +39,6 @@ def backfill_stages(config_path: str, since: str | None = None, until: str | Non
 def _backfill(cfg: RunConfig, since: str | None, until: str | None, modality: str | None) -> Counts:
     root = str(cfg.store)
     studies = ingest_studies(root, str(cfg.inputs.studies))
-    return {m.modality: fill_partitions(root, studies, m, stage_needs_gpu(cfg, "embed", m), since, until)
+    images_root = str(cfg.inputs.studies.parent)
+    return {m.modality: fill_partitions(root, studies, m, images_root, stage_needs_gpu(cfg, "embed", m), since, until)
             for m in cfg.modalities if modality in (None, m.modality)}

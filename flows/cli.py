@@ -1,8 +1,9 @@
 """The `medconcepts` command line.
 
-Prefect runs in embedded mode unless PREFECT_API_URL points at a server: a temporary API
-server is started for the run and must not outlive it, so SIGTERM is turned into a normal
-exit (atexit handlers then stop the server) and the server is stopped explicitly at the end.
+Prefect needs an API server. Unless PREFECT_API_URL points at one, the CLI starts a
+temporary server for the run (flows/prefect_server.py) that exits with the CLI however the
+CLI ends, SIGKILL included. SIGTERM is turned into a clean exit with a message: the server is
+stopped, committed artifacts and embedding batches stay, and the same command resumes.
 """
 
 from __future__ import annotations
@@ -18,14 +19,22 @@ from typing import Any
 
 import click
 
+from flows.prefect_server import OwnedServer
+
 EXIT_CHECK_FAILED = 3
+SERVER_START_TIMEOUT_S = 180.0  # the server takes 10-17 s to start on 2 busy cores
 
 
-def _setup_env(prefect_home: Path) -> None:
-    """Defaults that must be in place before prefect is imported."""
+class Terminated(SystemExit):
+    """SIGTERM arrived: leave now (exit status 128 + 15)."""
+
+
+def _setup_env(prefect_home: Path, own_server: bool = True) -> OwnedServer | None:
+    """Defaults that must be in place before prefect is imported; starts the run's own
+    Prefect server (not yet waited for) unless PREFECT_API_URL names one or `own_server`
+    is False (commands that run no flow)."""
     defaults = {
         "PREFECT_HOME": str(prefect_home),
-        # The temporary server takes 10-17 s to start on 2 cores; the default is 20 s.
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "HF_HUB_OFFLINE": "1",
@@ -34,7 +43,16 @@ def _setup_env(prefect_home: Path) -> None:
     }
     for k, v in defaults.items():
         os.environ.setdefault(k, v)
-    prefect_home.mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["PREFECT_HOME"])  # the caller's, if set
+    home.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("PREFECT_API_URL") or not own_server:
+        return None
+    server = OwnedServer(home / "server.log")
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    # Until the flow starts (imports take seconds) SIGTERM leaves at once, cleanly.
+    signal.signal(signal.SIGTERM, lambda signum, frame: _leave(server, drain=False))
+    return server
 
 
 def _store_prefect_home(store: Path | str) -> Path:
@@ -45,26 +63,51 @@ def _store_prefect_home(store: Path | str) -> Path:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
-def _stop_embedded_server() -> None:
-    if "prefect" not in sys.modules:
-        return
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
+def _leave(server: OwnedServer | None, drain: bool = True) -> None:
+    click.echo("medconcepts: stopped by SIGTERM. Committed artifacts and embedding batches are kept; "
+               "run the same command again to resume.", err=True)
+    _stop(server, drain)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Worker threads may be inside a long stage; their half-written temporary files are
+    # swept by the next run. Exit now instead of joining them at interpreter shutdown.
+    os._exit(128 + signal.SIGTERM)
 
-    # Send buffered run logs while the server is still up, then stop it.
-    APILogWorker.drain_all(timeout=5)
-    SubprocessASGIServer().stop()
+
+def _drain_logs() -> None:
+    if "prefect" in sys.modules:
+        from prefect.logging.handlers import APILogWorker
+
+        # Send buffered run logs while the server is still up.
+        APILogWorker.drain_all(timeout=5)
 
 
-def _run_flow(fn: Any, *args: Any, **kwargs: Any) -> Any:
+def _run_flow(server: OwnedServer | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        if server is not None:
+            server.wait_ready(SERVER_START_TIMEOUT_S)
         return fn(*args, **kwargs)
+    except Terminated:
+        _leave(server)
+        raise  # not reached: _leave exits
     finally:
-        _stop_embedded_server()
+        _stop(server)
+
+
+def _stop(server: OwnedServer | None, drain: bool = True) -> None:
+    """Send the run's buffered logs (not while prefect may be half imported), then stop
+    the server."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    try:
+        if drain:
+            _drain_logs()
+    finally:
+        if server is not None:
+            server.stop()
 
 
 def _overrides(store: str | None, dask_address: str | None) -> Any:
@@ -105,12 +148,12 @@ def demo(out_dir: Path, patients: int, seed: int, no_check: bool) -> None:
     links are rediscovered (exit code 3 if not, unless --no-check)."""
     out_dir = out_dir.resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    _setup_env(out_dir / ".prefect")
+    server = _setup_env(out_dir / ".prefect")
     from flows.demo import demo as demo_flow
     from flows.summary import print_check, print_summary
 
     t0 = time.perf_counter()
-    result, ok = _run_flow(demo_flow, str(out_dir), patients, seed)
+    result, ok = _run_flow(server, demo_flow, str(out_dir), patients, seed)
     print_summary(result)
     print_check(out_dir / "demo_check.json")
     click.echo(f"wall time: {time.perf_counter() - t0:.1f} s")
@@ -137,18 +180,20 @@ def run(config: Path, sae_policy: str, store: str | None, dask_address: str | No
     cohorts, outcomes, associations, interpretations and the HTML report."""
     from data_contracts.errors import ContractError
     from data_contracts.overrides import load_config
+    from data_contracts.validate import check_input_files
 
     try:
         overrides = _overrides(store, dask_address)
         cfg = load_config(config, overrides)
+        check_input_files(cfg, config)
     except (ContractError, ValueError) as e:
         raise click.ClickException(str(e)) from e
-    _setup_env(_store_prefect_home(cfg.store))
+    server = _setup_env(_store_prefect_home(cfg.store))
     from flows.discovery import discovery
     from flows.summary import print_summary
 
     t0 = time.perf_counter()
-    result = _run_flow(discovery, str(config.resolve()), sae_policy, overrides)
+    result = _run_flow(server, discovery, str(config.resolve()), sae_policy, overrides)
     print_summary(result)
     click.echo(f"wall time: {time.perf_counter() - t0:.1f} s")
 
@@ -179,16 +224,18 @@ def backfill(config: Path, since: str | None, until: str | None, modality: str |
     backfill deployment (see `medconcepts deploy`), created with an idempotency key per
     partition: repeating the command starts nothing twice, and after a crash it resumes
     with the months not yet committed. Progress is shown until every run is final."""
-    from data_contracts.config import load_run_config
     from data_contracts.embedding_cache import check_month
     from data_contracts.errors import ContractError
+    from data_contracts.overrides import load_config
+    from data_contracts.validate import check_input_files
 
     try:
-        cfg = load_run_config(config)
+        overrides = _overrides(store, dask_address)
+        cfg = load_config(config, overrides)
+        check_input_files(cfg, config)
         for m in (since, until):
             if m is not None:
                 check_month(m)
-        overrides = _overrides(store, dask_address)
     except (ContractError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     if os.environ.get("PREFECT_API_URL") and not in_process:
@@ -196,17 +243,18 @@ def backfill(config: Path, since: str | None, until: str | None, modality: str |
             raise click.ClickException("--since and --until are required to backfill through a deployment")
         _backfill_runs(str(config.resolve()), since, until, modality, overrides, deployment, dry_run, no_wait, poll)
         return
-    _setup_env(_store_prefect_home(cfg.store))
-    if dry_run:
+    if dry_run:  # reads inputs and the cache only: no Prefect server
+        _setup_env(_store_prefect_home(cfg.store), own_server=False)
         from flows.backfill_plan import pending_months
 
         click.echo(json.dumps({"pending": pending_months(str(config.resolve()), since, until, modality, overrides)},
                               indent=2))
         return
+    server = _setup_env(_store_prefect_home(cfg.store))
     from flows.backfill import backfill as backfill_flow
 
     t0 = time.perf_counter()
-    counts = _run_flow(backfill_flow, str(config.resolve()), since, until, modality, overrides)
+    counts = _run_flow(server, backfill_flow, str(config.resolve()), since, until, modality, overrides)
     click.echo(json.dumps({"computed": counts, "wall_s": round(time.perf_counter() - t0, 1)}, indent=2))
 
 

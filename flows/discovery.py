@@ -112,11 +112,11 @@ def _sae(cfg: RunConfig, root: str, emb: ArtifactRef, modality: str, sae_policy:
 def _discover(cfg: RunConfig, config_path: str, sae_policy: SAEPolicy) -> RunResult:
     root = str(cfg.store)
     studies = ingest_studies(root, str(cfg.inputs.studies))
-    events = ingest_events(root, str(cfg.inputs.events))
+    events = ingest_events(root, str(cfg.inputs.events), cfg.outcome_settings)
     labels = label_outcomes(root, studies, events, str(cfg.inputs.outcomes), cfg.outcome_settings)
     mods: dict[str, ModalityRefs] = {}
     for m in cfg.modalities:
-        emb = embed_modality(root, studies, m, stage_needs_gpu(cfg, "embed", m))
+        emb = embed_modality(root, studies, m, str(cfg.inputs.studies.parent), stage_needs_gpu(cfg, "embed", m))
         sae, sweep = _sae(cfg, root, emb, m.modality, sae_policy)
         with gpu_slot(stage_needs_gpu(cfg, "sae")):
             act = activations.submit(root, emb, sae).result()

@@ -55,7 +55,9 @@ class ReportData:
     assoc: pd.DataFrame
     interp: dict[FeatureKey, Row]
     stats: pd.DataFrame
-    outcomes: pd.DataFrame  # outcome_id, name, window_years, n_eligible, n_cases
+    # outcome_id, name, window_years, n_eligible, n_cases, n_excluded_followup (eligible
+    # event-free studies left out of the binary analyses for short follow-up)
+    outcomes: pd.DataFrame
     pages: frozenset[FeatureKey]
     surv: pd.DataFrame | None = None  # SURVIVAL rows
     curves: pd.DataFrame | None = None  # KM_CURVES rows
@@ -166,7 +168,7 @@ def _family_tables(families: pd.DataFrame | None) -> tuple[dict[tuple[str, int],
 
 def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
     """Outcomes in their defined order, plus any that only appear in associations."""
-    cols = ["outcome_id", "name", "window_years", "n_eligible", "n_cases"]
+    cols = ["outcome_id", "name", "window_years", "n_eligible", "n_cases", "n_excluded_followup"]
     o = outcomes.copy() if "outcome_id" in outcomes.columns else pd.DataFrame(columns=cols)
     for c in cols:
         if c not in o.columns:

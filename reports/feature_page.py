@@ -235,7 +235,7 @@ def _reports(reports: pd.DataFrame, key: FeatureKey, interp: Row | None, n: int)
         shown = (
             '<span class="muted">(no report text)</span>'
             if missing(text) or not str(text)
-            else _mark(esc(text), marker)
+            else _mark(esc(report_excerpt(str(text))), marker)
         )
         rank = "–" if missing(r["rank"]) else f"#{int(r['rank'])}"
         items.append(
@@ -243,6 +243,17 @@ def _reports(reports: pd.DataFrame, key: FeatureKey, interp: Row | None, n: int)
             f"activation {num(r['value'])}</header><pre>{shown}</pre></article>"
         )
     return head + "".join(items)
+
+
+EXCERPT_CHARS = 20_000  # a report page shows at most this much of one report
+
+
+def report_excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """The report text, cut at `limit` characters with a note saying how long it was (a
+    malformed export can put megabytes in one report; the artifacts keep it whole)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}\n… (excerpt: {limit:,} of {len(text):,} characters)"
 
 
 def _term_pattern(terms: list[Any]) -> re.Pattern[str] | None:

@@ -144,27 +144,37 @@ def _outcomes_section(d: ReportData) -> str:
     for o in d.outcomes.to_dict("records"):
         oid = str(o["outcome_id"])
         sub = a[a["outcome_id"] == oid]
-        base = (
-            o["n_cases"] / o["n_eligible"]
-            if not missing(o["n_eligible"]) and o["n_eligible"]
-            else None
-        )
+        n_an = _analysed(o)
+        base = o["n_cases"] / n_an if n_an else None
         rows.append(
             "<tr>"
             + td(f'<a href="#{_anchor(oid)}">{esc(o["name"])}</a>')
             + td(esc(oid))
             + td(_window(o["window_years"]), o["window_years"], "num")
             + td(integer(o["n_eligible"]), o["n_eligible"], "num")
+            + td(integer(o["n_excluded_followup"]), o["n_excluded_followup"], "num")
             + td(integer(o["n_cases"]), o["n_cases"], "num")
             + td(pct(base), base, "num")
             + td(integer(sub["rank"].notna().sum()), sub["rank"].notna().sum(), "num")
             + "</tr>"
         )
     head = _thead(
-        ["Outcome", "id", "Window", "Eligible", "Cases", "Baseline", "Ranked features"],
-        numeric={2, 3, 4, 5, 6},
+        ["Outcome", "id", "Window", "Eligible", "Short follow-up, left out", "Cases", "Baseline",
+         "Ranked features"],
+        numeric={2, 3, 4, 5, 6, 7},
     )
-    return f'<h2>Outcomes</h2><table class="sortable">{head}<tbody>{"".join(rows)}</tbody></table>'
+    note = ('<p class="muted">Short follow-up, left out: eligible studies without the outcome whose '
+            "follow-up ended before the window did (not through death), left out of the binary "
+            "analyses; baseline = cases / (eligible &minus; left out).</p>")
+    return f'<h2>Outcomes</h2><table class="sortable">{head}<tbody>{"".join(rows)}</tbody></table>{note}'
+
+
+def _analysed(o: Row) -> float | None:
+    """Studies in an outcome's binary analyses: eligible minus those left out."""
+    if missing(o["n_eligible"]):
+        return None
+    left_out = 0 if missing(o.get("n_excluded_followup")) else o["n_excluded_followup"]
+    return float(o["n_eligible"] - left_out)
 
 
 def _window(x: Any) -> str:
@@ -187,9 +197,12 @@ def _outcome_top(d: ReportData, o: Row, n: int) -> str:
         f'<h2 id="{_anchor(oid)}">{esc(o["name"])} <span class="muted">'
         f"within {_window(o['window_years'])}</span></h2>"
     )
+    left_out = o.get("n_excluded_followup")
+    short = "" if missing(left_out) or not left_out else (
+        f" ({integer(left_out)} without the outcome left out for follow-up shorter than the window)")
     base = (
         f'<p class="muted">{integer(o["n_cases"])} cases among {integer(o["n_eligible"])} '
-        "eligible studies.</p>"
+        f"eligible studies{short}.</p>"
     )
     if rows.empty:
         return title + base + "<p>No feature could be tested for this outcome.</p>"

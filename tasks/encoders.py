@@ -19,7 +19,9 @@ loads a model once for all the partitions it runs. Tasks of GPU encoders also ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,11 +29,12 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 
+from data_contracts.checksums import MISSING, ChecksumMemo
 from data_contracts.config import ModalityConfig
 from data_contracts.embedding_cache import EmbeddingCache, check_month, study_months
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
-from data_contracts.validate import quarantine_rows
+from data_contracts.validate import absolute_image_path, quarantine_rows
 from models.encoders import Encoder, EncodeResult, build_encoder, shared_encoder
 from tasks.progress import progress_bar
 from tasks.stage import log, run_stage
@@ -40,18 +43,28 @@ _SOURCE_COLUMN = {"report": "report_text", "image": "image_path"}
 _GPU_ENCODERS = {"merlin", "qwen3_embedding"}
 
 
-def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> pd.DataFrame:
-    """study_id, item (report text / image path, None when missing), month."""
+def studies_frame(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
+                  images_root: str | None = None) -> pd.DataFrame:
+    """study_id, item (report text / absolute image path, None when missing), month, key
+    (checksum of the text or of the image's content: what the cached vector must match).
+    Relative image paths resolve against `images_root`, the studies file's folder."""
     column = _SOURCE_COLUMN[modality.modality]
-    return frame_of(store.read_table(studies, columns=["study_id", "study_time", column]), modality)
+    return frame_of(store.read_table(studies, columns=["study_id", "study_time", column]), modality, images_root)
 
 
-def frame_of(df: pd.DataFrame, modality: ModalityConfig) -> pd.DataFrame:
-    """study_id, item, month of a (validated) studies table."""
+def frame_of(df: pd.DataFrame, modality: ModalityConfig, images_root: str | None = None) -> pd.DataFrame:
+    """study_id, item, month, key of a (validated) studies table (see `studies_frame`)."""
     column = _SOURCE_COLUMN[modality.modality]
-    items = [None if pd.isna(v) else str(v) for v in df[column]]
+    if modality.modality == "image":
+        root = Path(images_root) if images_root else None
+        items = [absolute_image_path(v, root) for v in df[column]]
+        sums = iter(ChecksumMemo().many(Path(p) for p in items if p is not None))
+        keys = [next(sums) if p is not None else MISSING for p in items]
+    else:
+        items = [None if pd.isna(v) else str(v) for v in df[column]]
+        keys = [hashlib.sha256(t.encode()).hexdigest() if t is not None else MISSING for t in items]
     return pd.DataFrame({"study_id": df["study_id"].astype(str), "item": items,
-                         "month": study_months(df["study_time"])})
+                         "month": study_months(df["study_time"]), "key": keys})
 
 
 def select_months(months: Iterable[str], since: str | None = None, until: str | None = None) -> list[str]:
@@ -64,16 +77,19 @@ def select_months(months: Iterable[str], since: str | None = None, until: str | 
 
 
 def _not_done(frame: pd.DataFrame, months: Iterable[str],
-              done: Callable[[str], Collection[str]]) -> pd.DataFrame:
-    """Rows of `frame` in `months` whose study_id is not in `done(month)`."""
+              done: Callable[[str], Iterable[tuple[str, str]]]) -> pd.DataFrame:
+    """Rows of `frame` in `months` whose (study_id, key) is not in `done(month)`."""
     rows = frame[frame["month"].isin(list(months))]
-    parts = [g[~g["study_id"].isin(done(str(m)))] for m, g in rows.groupby("month", sort=True)]
+    parts = []
+    for m, g in rows.groupby("month", sort=True):
+        have = set(done(str(m)))
+        parts.append(g[[(s, k) not in have for s, k in zip(g["study_id"], g["key"], strict=True)]])
     return pd.concat(parts) if parts else frame.iloc[:0]
 
 
 def pending(cache: EmbeddingCache, frame: pd.DataFrame, months: Sequence[str]) -> pd.DataFrame:
-    """Rows of `frame` in `months` without a committed vector or error."""
-    return _not_done(frame, months, cache.done_ids)
+    """Rows of `frame` in `months` without a committed vector or error for their content."""
+    return _not_done(frame, months, cache.done_keys)
 
 
 def fill_cache(cache: EmbeddingCache, encoder: Encoder, todo: pd.DataFrame, commit_every: int) -> dict[str, int]:
@@ -94,14 +110,14 @@ def fill_cache(cache: EmbeddingCache, encoder: Encoder, todo: pd.DataFrame, comm
 
 def _commit_by_month(cache: EmbeddingCache, chunk: pd.DataFrame, res: EncodeResult) -> None:
     months = chunk["month"].to_numpy()
-    ids = chunk["study_id"].tolist()
+    ids, keys = chunk["study_id"].tolist(), chunk["key"].tolist()
     for month in sorted(set(months)):
         pos = np.flatnonzero(months == month)  # positions of this month in the chunk
         local = {int(p): i for i, p in enumerate(pos)}
         keep = [r for r, p in enumerate(res.ok) if int(p) in local]
         cache.commit(str(month), [ids[p] for p in pos], res.vectors[keep],
                      [local[int(res.ok[r])] for r in keep],
-                     {local[p]: e for p, e in res.errors.items() if p in local})
+                     {local[p]: e for p, e in res.errors.items() if p in local}, [keys[p] for p in pos])
 
 
 def _encoder(modality: ModalityConfig) -> Encoder:
@@ -114,30 +130,31 @@ def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> 
 
 
 def plan_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
-            since: str | None = None, until: str | None = None) -> list[str]:
+            since: str | None = None, until: str | None = None, images_root: str | None = None) -> list[str]:
     """Months in [since, until] that still have studies to embed."""
     encoder = _encoder(modality)
-    frame = studies_frame(store, studies, modality)
+    frame = studies_frame(store, studies, modality, images_root)
     todo = pending(_cache(store, modality, encoder), frame, select_months(frame["month"], since, until))
     return sorted(todo["month"].unique().tolist())
 
 
 def pending_counts(store: ArtifactStore, studies: pd.DataFrame, modality: ModalityConfig,
-                   since: str | None = None, until: str | None = None) -> dict[str, int]:
-    """{month: studies without a committed vector or error} within [since, until]."""
-    frame = frame_of(studies, modality)
+                   since: str | None = None, until: str | None = None,
+                   images_root: str | None = None) -> dict[str, int]:
+    """{month: studies without a committed vector or error for their content} within [since, until]."""
+    frame = frame_of(studies, modality, images_root)
     todo = pending(_cache(store, modality, _encoder(modality)), frame, select_months(frame["month"], since, until))
     return {str(m): int(n) for m, n in todo["month"].value_counts().sort_index().items()}
 
 
 def fill_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
-            months: Sequence[str]) -> dict[str, int]:
+            months: Sequence[str], images_root: str | None = None) -> dict[str, int]:
     """Embed the missing studies of `months`; {month: studies computed}."""
     if not months:
         return {}
     encoder = _encoder(modality)
     cache = _cache(store, modality, encoder)
-    frame = studies_frame(store, studies, modality)
+    frame = studies_frame(store, studies, modality, images_root)
     counts = fill_cache(cache, encoder, pending(cache, frame, list(months)), modality.commit_every)
     log.info("embed %s (%s): computed %d studies in %d month(s)", modality.modality, encoder.name,
              sum(counts.values()), len(counts))
@@ -150,7 +167,7 @@ def _cached_rows(cache: EmbeddingCache, encoder: Encoder, frame: pd.DataFrame, c
     only their months read again."""
     months = sorted(frame["month"].unique())
     cached = {m: cache.read_month(m) for m in months}
-    todo = _not_done(frame, months, lambda m: cached[m]["study_id"])
+    todo = _not_done(frame, months, lambda m: zip(cached[m]["study_id"], cached[m]["item_sha256"], strict=True))
     if len(todo):
         fill_cache(cache, encoder, todo, commit_every)
         cached.update({m: cache.read_month(m) for m in sorted(todo["month"].unique())})
@@ -159,7 +176,8 @@ def _cached_rows(cache: EmbeddingCache, encoder: Encoder, frame: pd.DataFrame, c
 
 def _assemble(cache: EmbeddingCache, cached: pd.DataFrame, frame: pd.DataFrame, w: ArtifactWriter,
               source: str, column: str) -> None:
-    got = frame[["study_id"]].merge(cached, on="study_id", how="left")  # studies-table order
+    got = frame[["study_id", "key"]].merge(cached.rename(columns={"item_sha256": "key"}), on=["study_id", "key"],
+                                           how="left")  # studies-table order, vectors of today's content
     lost = got.loc[got["embedding"].isna() & got["error"].isna(), "study_id"].tolist()
     if lost:
         raise RuntimeError(f"{cache.location}: {len(lost)} studies missing from the cache, e.g. {lost[:3]}")
@@ -175,15 +193,18 @@ def _assemble(cache: EmbeddingCache, cached: pd.DataFrame, frame: pd.DataFrame, 
     w.write_table("quarantine", q, QUARANTINE)
 
 
-def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig) -> ArtifactRef:
-    """The `embeddings` artifact for every study; computes only what the cache lacks."""
+def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
+             images_root: str | None = None) -> ArtifactRef:
+    """The `embeddings` artifact for every study; computes only what the cache lacks.
+    `images_root`: the studies file's folder (relative image paths); not a parameter of
+    the artifact, which depends on the images' content (in the studies version)."""
     encoder = _encoder(modality)
     identity = encoder.identity()
     params = {"modality": modality.modality, "encoder": identity}
 
     def build(w: ArtifactWriter) -> None:
         cache = EmbeddingCache(store.root, modality.modality, identity)
-        frame = studies_frame(store, studies, modality)
+        frame = studies_frame(store, studies, modality, images_root)
         cached = _cached_rows(cache, encoder, frame, modality.commit_every)
         _assemble(cache, cached, frame, w, f"embed:{modality.modality}:{encoder.name}",
                   _SOURCE_COLUMN[modality.modality])
@@ -215,16 +236,17 @@ def encoder_tags(modality: ModalityConfig) -> list[str]:
 
 @task(name="plan-embedding", cache_policy=NONE, tags=["embed"])
 def plan_embedding(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
-                   since: str | None = None, until: str | None = None) -> list[str]:
-    return plan_fn(ArtifactStore(store_root), studies, modality, since, until)
+                   since: str | None = None, until: str | None = None, images_root: str | None = None) -> list[str]:
+    return plan_fn(ArtifactStore(store_root), studies, modality, since, until, images_root)
 
 
 @task(name="embed-partitions", cache_policy=NONE, tags=["embed"])
 def embed_partitions(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
-                     months: list[str]) -> dict[str, int]:
-    return fill_fn(ArtifactStore(store_root), studies, modality, months)
+                     months: list[str], images_root: str | None = None) -> dict[str, int]:
+    return fill_fn(ArtifactStore(store_root), studies, modality, months, images_root)
 
 
 @task(name="embed", cache_policy=NONE, tags=["embed"])
-def embed(store_root: str, studies: ArtifactRef, modality: ModalityConfig) -> ArtifactRef:
-    return embed_fn(ArtifactStore(store_root), studies, modality)
+def embed(store_root: str, studies: ArtifactRef, modality: ModalityConfig,
+          images_root: str | None = None) -> ArtifactRef:
+    return embed_fn(ArtifactStore(store_root), studies, modality, images_root)

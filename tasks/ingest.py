@@ -1,76 +1,79 @@
 """Ingest input files into validated `studies` and `events` artifacts.
 
-The artifact version is a hash of the file bytes (and, for studies, each image's path,
-size and modification time), so an edited input is picked up and an unchanged one is not
-re-read by later stages.
+The artifact version is a hash of what the inputs contain: the table file's bytes and, for
+studies, each image's content (data_contracts/checksums.py: each file is read once, then
+remembered by path, size and mtime). Not their location or modification times: the same
+inputs in another folder give the same versions, an edited input a new one. Image paths are
+stored as written (relative ones resolve against the studies file's folder when embedding).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pandas as pd
 from prefect import task
 from prefect.cache_policies import NONE
 
+from data_contracts.checksums import ChecksumMemo
+from data_contracts.config import OutcomeSettings
 from data_contracts.schemas import MEDS_EVENTS, QUARANTINE, STUDIES
-from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter, sha256_file
+from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from data_contracts.validate import (
+    absolute_image_path,
     check_events,
+    check_image_paths,
     check_studies,
     empty_quarantine,
     read_table_file,
-    resolve_image_paths,
 )
-from tasks.stage import run_stage
+from tasks.stage import log, run_stage
 
 
-def _path_stamp(p: Path) -> tuple[int, int]:
-    """(bytes, newest mtime) of a file, or summed over a DICOM series folder's files: a
-    slice replaced in place changes the folder's stamp, not only adding or removing one."""
-    if p.is_dir():
-        files = [f.stat() for f in p.iterdir() if f.is_file()]
-        return sum(f.st_size for f in files), max((f.st_mtime_ns for f in files), default=0)
-    st = p.stat()
-    return st.st_size, st.st_mtime_ns
+def images_digest(paths: pd.Series, base: Path, memo: ChecksumMemo) -> str:
+    """One hash over the content of every image, in table order ('-' where none)."""
+    todo = [(i, Path(a)) for i, p in enumerate(paths) if (a := absolute_image_path(p, base)) is not None]
+    sums = dict(zip((i for i, _ in todo), memo.many(p for _, p in todo), strict=True))
+    listing = "".join(f"{sums.get(i, '-')}\n" for i in range(len(paths)))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def _image_fingerprint(paths: pd.Series) -> list[tuple[str, int, int]]:
-    fp = []
-    for p in paths.dropna():
-        try:
-            fp.append((p, *_path_stamp(Path(p))))
-        except OSError:
-            fp.append((p, -1, -1))
-    return fp
-
-
-def ingest_studies_fn(store: ArtifactStore, path: Path) -> ArtifactRef:
+def ingest_studies_fn(store: ArtifactStore, path: Path, memo: ChecksumMemo | None = None) -> ArtifactRef:
     """Validate the studies table; bad rows go to the artifact's quarantine table."""
     path = Path(path).resolve()
+    memo = memo or ChecksumMemo()
     raw = read_table_file(path)
     checked = check_studies(raw, str(path))
-    data = resolve_image_paths(checked.data, path.parent)
+    data, outside = check_image_paths(checked, path.parent, str(path))
+    if checked.ignored_columns:
+        log.warning("studies: %d column(s) not in the contract were not read: %s", len(checked.ignored_columns),
+                    checked.ignored_columns)
     params = {
-        "file": str(path),
-        "sha256": sha256_file(path),
-        "images": _image_fingerprint(data["image_path"]),
+        "sha256": memo.content_sha256(path),
+        "images": images_digest(data["image_path"], path.parent, memo),
+        "ignored_columns": checked.ignored_columns,
     }
 
     def build(w: ArtifactWriter) -> None:
         w.write_table("data", data, STUDIES)
-        w.write_table("quarantine", checked.quarantine, QUARANTINE)
+        w.write_table("quarantine", pd.concat([checked.quarantine, outside], ignore_index=True), QUARANTINE)
 
     return run_stage(store, "studies", STUDIES.key, [], params, build)
 
 
-def ingest_events_fn(store: ArtifactStore, path: Path) -> ArtifactRef:
-    """Validate MEDS events (subject_id int64, time timestamp, code string, numeric_value)."""
+def ingest_events_fn(store: ArtifactStore, path: Path, settings: OutcomeSettings | None = None,
+                     memo: ChecksumMemo | None = None) -> ArtifactRef:
+    """Validate MEDS events (subject_id int64, time timestamp, code string, numeric_value);
+    repeated rows and rows dated before birth or after death are quarantined (birth and
+    death codes from `settings`)."""
     path = Path(path).resolve()
-    params = {"file": str(path), "sha256": sha256_file(path)}
+    settings = settings or OutcomeSettings()
+    params = {"sha256": (memo or ChecksumMemo()).content_sha256(path),
+              "birth_code": settings.birth_code, "death_code": settings.death_code}
 
     def build(w: ArtifactWriter) -> None:
-        checked = check_events(read_table_file(path), str(path))
+        checked = check_events(read_table_file(path), str(path), settings.birth_code, settings.death_code)
         w.write_table("data", checked.data, MEDS_EVENTS)
         w.write_table("quarantine", checked.quarantine, QUARANTINE)
 
@@ -96,5 +99,5 @@ def ingest_studies(store_root: str, path: str) -> ArtifactRef:
 
 
 @task(name="ingest-events", cache_policy=NONE)
-def ingest_events(store_root: str, path: str) -> ArtifactRef:
-    return ingest_events_fn(ArtifactStore(store_root), Path(path))
+def ingest_events(store_root: str, path: str, settings: OutcomeSettings | None = None) -> ArtifactRef:
+    return ingest_events_fn(ArtifactStore(store_root), Path(path), settings)

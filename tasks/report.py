@@ -31,12 +31,24 @@ def _top_reports(
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def _outcome_table(labels: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
+def outcome_table(labels: pd.DataFrame, outcomes_path: Path, binary_controls: str) -> pd.DataFrame:
+    """Per outcome: eligible studies, cases, and the eligible event-free studies the binary
+    analyses leave out for short follow-up (none under binary_controls 'all')."""
     defs = load_outcome_definitions(outcomes_path)
     elig = labels[labels["eligible"]]
-    counts = elig.groupby("outcome_id").agg(n_eligible=("study_id", "size"), n_cases=("event", "sum"))
+    short = ~elig["event"] & ~elig["complete_followup"] if binary_controls == "complete_followup" else False
+    counts = elig.assign(_short=short).groupby("outcome_id").agg(
+        n_eligible=("study_id", "size"), n_cases=("event", "sum"), n_excluded_followup=("_short", "sum"))
     rows = [{"outcome_id": o.id, "name": o.name, "window_years": o.window_years} for o in defs.outcomes]
-    return pd.DataFrame(rows).join(counts, on="outcome_id").fillna({"n_eligible": 0, "n_cases": 0})
+    zero = {"n_eligible": 0, "n_cases": 0, "n_excluded_followup": 0}
+    return pd.DataFrame(rows).join(counts, on="outcome_id").fillna(zero).astype(
+        {k: "int64" for k in zero})
+
+
+def _binary_controls(store: ArtifactStore, associations: ArtifactRef) -> str:
+    """The follow-up rule the associations were computed under (their manifest's params)."""
+    params = store.manifest(associations).get("params", {}).get("association", {})
+    return str(params.get("binary_controls", "all"))
 
 
 def _methods(store: ArtifactStore, associations: ArtifactRef) -> pd.DataFrame | None:
@@ -75,7 +87,7 @@ def report_fn(
             interp,
             stats,
             _top_reports(store, studies, {m: c for m, (_, c, _, _) in per_modality.items()}, cfg.n_top_reports),
-            _outcome_table(store.read_table(labels), outcomes_path),
+            outcome_table(store.read_table(labels), outcomes_path, _binary_controls(store, associations)),
             run_info,
             cfg,
             store.read_table(survival) if survival is not None else None,

@@ -93,21 +93,26 @@ def _load_errors(kind: str) -> tuple[type[Exception], ...]:
 
 
 def check_dicom_modality(path: Path) -> None:
-    """Refuse a DICOM file or series whose header says it is not a CT (MR, PT, SEG, ...).
-    Only the first readable header is checked: a series has one modality."""
+    """Refuse a DICOM file or folder whose headers say it is not a CT (MR, PT, SEG, ...),
+    or a folder holding more than one series (stacking them would mix volumes)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.is_file())
+    series: set[str] = set()
     for f in files:
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["Modality"])
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["Modality", "SeriesInstanceUID"])
         except (InvalidDicomError, OSError, EOFError, ValueError):
             continue  # not a DICOM file (e.g. a DICOMDIR index); the reader decides
         modality = str(getattr(ds, "Modality", "") or "").strip().upper()
         if modality and modality != "CT":
             raise CTVolumeError(f"not a CT: DICOM Modality is '{modality}'")
-        return
+        uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        if uid:
+            series.add(uid)
+    if len(series) > 1:
+        raise CTVolumeError(f"the folder holds {len(series)} DICOM series; expected one series per folder")
 
 
 def _single_dicom_file(path: Path) -> Path | None:
@@ -124,11 +129,13 @@ def load_ct_image(path: str | Path) -> Any:
     Series folders go through MONAI's PydicomReader; single DICOM files through `ct_dicom`."""
     from models.encoders.ct_dicom import read_dicom_file
 
+    # Reasons name no path: they land in quarantine tables and logs, and paths often carry
+    # patient or study identifiers (the quarantine row already names the study).
     p = Path(path).expanduser()
     if not p.exists():
-        raise CTVolumeError(f"image not found: {p}")
+        raise CTVolumeError("image not found")
     if p.is_dir() and not any(f.is_file() for f in p.iterdir()):
-        raise CTVolumeError(f"DICOM series folder is empty: {p}")
+        raise CTVolumeError("DICOM series folder is empty")
     kind = reader_kind(p)
     if kind == "dicom":
         check_dicom_modality(p)
@@ -137,7 +144,7 @@ def load_ct_image(path: str | Path) -> Any:
     try:
         img = read_dicom_file(single) if single is not None else loader(str(p), reader=reader)
     except _load_errors(kind) as e:
-        first = (str(e).strip().splitlines() or [""])[0][:200]
+        first = (str(e).strip().splitlines() or [""])[0].replace(str(p), "<image>").replace(p.name, "<image>")[:200]
         raise CTVolumeError(f"unreadable image ({type(e).__name__}: {first})") from e
     if img.ndim != 4 or img.shape[0] != 1:  # channel-first: (1, x, y, z) for a 3-D CT
         raise CTVolumeError(f"not 3-D (shape {tuple(img.shape[1:])} with {img.shape[0]} channel(s))")

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
+from data_contracts.tempfiles import process_running
+
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _init_worker() -> None:
-    """One torch thread per worker: the pool provides the parallelism."""
+def _init_worker(owner: int) -> None:
+    """One torch thread per worker: the pool provides the parallelism. Workers leave when
+    the process that owns the pool is gone: a pool's forkserver and workers otherwise
+    outlive an owner killed outright (SIGKILL, the OOM killer), holding memory (and a GPU's)."""
     import torch
 
     torch.set_num_threads(1)
+    threading.Thread(target=_exit_with, args=(owner,), name="owner-watchdog", daemon=True).start()
+
+
+def _exit_with(owner: int) -> None:
+    while process_running(owner):
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _pool_context() -> mp.context.BaseContext:
@@ -36,7 +50,8 @@ def map_items(fn: Callable[[T], R], items: Sequence[T], workers: int, ahead: int
     if workers <= 1:
         yield from (fn(it) for it in items)
         return
-    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker) as ex:
+    with ProcessPoolExecutor(workers, mp_context=_pool_context(), initializer=_init_worker,
+                             initargs=(os.getpid(),)) as ex:
         pending: deque[Future[R]] = deque()
         it = iter(items)
         for item in itertools.islice(it, workers * ahead):

@@ -11,11 +11,21 @@ Index date = study time. For each outcome (code prefixes):
 - event: first record after the index day (and after the washout) and within the window
   (default 4 years);
 - follow-up ends at death, the patient's last record, or the end of the data;
+- complete_followup: the outcome status over the whole window is known: an event, follow-up
+  reaching the window's end, or death within the window without the outcome (a death ends
+  the window: the outcome can no longer occur, so the study is a known non-case). Studies
+  lost to follow-up before the window's end without an event are not complete; binary
+  analyses leave them out of the controls (association.binary_controls);
 - time_days: to the event, else to the end of follow-up, capped at the window;
 - competing_event: follow-up ended by death within the window before any event (for
   Aalen-Johansen cumulative incidence);
 - one study per patient per outcome by default: the first eligible one, so patients with
-  many scans do not count several times.
+  many scans do not count several times;
+- a record of the outcome without a date (MEDS allows null times) counts as prior: it cannot
+  be placed after the study;
+- studies the events contradict are flagged and not eligible: after the end of the data
+  (a future or mistyped study time), before the patient's birth or after the death; a
+  patient with no MEDS events at all is flagged (no follow-up, no age, no sex).
 """
 
 from __future__ import annotations
@@ -50,6 +60,31 @@ def first_onsets(events: pd.DataFrame, outcome: OutcomeDefinition) -> pd.Series:
     return events.loc[hit].groupby("subject_id")["time"].min()
 
 
+def undated_onsets(events: pd.DataFrame, outcome: OutcomeDefinition) -> pd.Index:
+    """Subjects with a record of the outcome that has no time."""
+    hit = events["code"].str.startswith(tuple(outcome.codes), na=False) & events["time"].isna()
+    return pd.Index(events.loc[hit, "subject_id"].unique())
+
+
+def _study_problems(base: pd.DataFrame, data_end: pd.Timestamp, known: pd.Index) -> tuple[pd.Series, pd.Series]:
+    """(flags, contradicted) per study: what the events say about the study itself."""
+    day = base["index_time"].dt.normalize()
+    rules = [
+        (base["index_time"] > data_end, "study after the end of the data (future study time?)", True),
+        (day < base["birth"].dt.normalize(), "study before the patient's birth", True),
+        (day > base["death"].dt.normalize(), "study after the patient's death", True),
+        (~base["subject_id"].isin(known), "no MEDS events for the patient", False),
+    ]
+    flags = pd.Series("", index=base.index, dtype=object)
+    contradicted = pd.Series(False, index=base.index)
+    for mask, text, fatal in rules:
+        mask = mask.fillna(False).astype(bool)
+        flags[mask] += text + ";"
+        if fatal:
+            contradicted |= mask
+    return flags, contradicted
+
+
 def outcome_labels(
     studies: pd.DataFrame,
     events: pd.DataFrame,
@@ -64,18 +99,21 @@ def outcome_labels(
     end = pd.concat([base["death"], base["last_record"]], axis=1).min(axis=1).fillna(base["index_time"])
     base["followup_end"] = end.clip(upper=data_end)
     base["age_years"] = (base["index_time"] - base["birth"]).dt.days / 365.25
-    frames = [_label_one(base, first_onsets(events, o), o, settings) for o in outcomes.outcomes]
+    base["_problems"], base["_contradicted"] = _study_problems(base, data_end, subj.index)
+    frames = [_label_one(base, first_onsets(events, o), undated_onsets(events, o), o, settings)
+              for o in outcomes.outcomes]
     return pd.concat(frames, ignore_index=True)
 
 
 def _label_one(
-    base: pd.DataFrame, onset: pd.Series, o: OutcomeDefinition, settings: OutcomeSettings
+    base: pd.DataFrame, onset: pd.Series, undated: pd.Index, o: OutcomeDefinition, settings: OutcomeSettings
 ) -> pd.DataFrame:
     df = base.copy()
     df["outcome_id"] = o.id
     first = df["subject_id"].map(onset)
     index_day = df["index_time"].dt.normalize()
-    prior = first.notna() & (first.dt.normalize() <= index_day)
+    df["_undated"] = df["subject_id"].isin(undated)
+    prior = (first.notna() & (first.dt.normalize() <= index_day)) | df["_undated"]
     window_end = df["index_time"] + pd.to_timedelta(o.window_years * 365.25, unit="D")
     washout_end = df["index_time"] + pd.to_timedelta(settings.washout_days, unit="D")
     # a first record after the index day but within the washout: present, undiagnosed at the scan
@@ -89,13 +127,14 @@ def _label_one(
     df["_washout_cut"] = (settings.washout_days > 0) & ~in_washout & (df["followup_end"] <= washout_end)
     df["event"] = event
     df["time_days"] = ((stop - df["index_time"]).dt.total_seconds() / DAY.total_seconds()).clip(lower=0.0)
-    df["complete_followup"] = event | (df["followup_end"] >= window_end)
+    died = df["death"].notna() & (df["death"] >= df["index_time"]) & (df["death"] <= window_end)
+    df["complete_followup"] = event | died | (df["followup_end"] >= window_end)
     # death ended follow-up before any event, within the window: a competing event
     df["competing_event"] = (~event & df["death"].notna() & (df["death"] == df["followup_end"])
                              & (df["death"] > df["index_time"]) & (df["death"] <= window_end))
     eligible = ~prior if o.exclude_prior else pd.Series(True, index=df.index)
     eligible = eligible & ~in_washout & ~df["_washout_cut"]
-    df["eligible"], df["flag"] = _eligibility(df, eligible, settings)
+    df["eligible"], df["flag"] = _eligibility(df, eligible & ~df["_contradicted"], settings)
     cols = ["study_id", "subject_id", "outcome_id", "index_time", "prior", "eligible", "event",
             "time_days", "complete_followup", "competing_event", "age_years", "sex", "flag"]
     return df[cols]
@@ -104,8 +143,9 @@ def _label_one(
 def _eligibility(
     df: pd.DataFrame, eligible: pd.Series, settings: OutcomeSettings
 ) -> tuple[pd.Series, pd.Series]:
-    flags = pd.Series("", index=df.index, dtype=object)
+    flags = df["_problems"].astype(object).copy()
     flags[df["prior"]] += "prior case;"
+    flags[df["_undated"]] += "outcome recorded without a date (counted as prior);"
     flags[df["_same_day"]] += "outcome on index day (counted as prior);"
     flags[df["_in_washout"]] += "outcome within washout (present at index: excluded);"
     flags[df["_washout_cut"]] += "follow-up ended within washout (excluded);"

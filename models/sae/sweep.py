@@ -31,7 +31,6 @@ def sweep_row(run: str, cfg: SAEConfig, prefixes: Sequence[int], metrics: Mappin
     src = held or train
     row["heldout_prefix_fvu"] = [float(src.get(f"fvu_prefix_{p}", nan)) for p in prefixes] if len(prefixes) > 1 else []
     row["heldout_freq_hist"] = [float(src.get(f"freq_log10_{b}", nan)) for b in range(HIST_LOW, 1)]
-    row["samples_per_s"] = float(train.get("samples_per_s", nan))
     row["steps"] = int(train.get("steps", 0))
     return row
 

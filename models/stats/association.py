@@ -1,6 +1,9 @@
 """Feature x outcome associations: screen every pair, confirm the ones that pass.
 
-Per split (discovery, validation; patients never in both) and per modality:
+Per split (discovery, validation; patients never in both) and per modality, over the
+eligible studies the modality encoded; under binary_controls 'complete_followup' (the
+default) event-free studies lost to follow-up before the window's end are left out and
+counted (n_excluded_followup, n_exposed_excluded_followup):
 1. crude screen of every pair: 2x2 counts, P(outcome | cohort) vs baseline, odds ratio
    (Haldane +0.5 only for tables with a zero cell) with Woolf CI, two-sided Fisher p;
 2. age+sex-adjusted score test of every pair (models/stats/score_test.py);
@@ -47,10 +50,20 @@ class OutcomeMatrices:
     age: np.ndarray  # years at index, NaN when birth is unknown
     male: np.ndarray  # 1 / 0, NaN when sex is unknown
     C: np.ndarray | None = None  # follow-up ended by death (competing event), bool; None: none
+    complete: np.ndarray | None = None  # outcome status known for the whole window; None: all
 
     @property
     def competing(self) -> np.ndarray:
         return self.C if self.C is not None else np.zeros_like(self.Y)
+
+    def binary_rows(self, cfg: AssociationConfig) -> tuple[np.ndarray, np.ndarray]:
+        """(rows of the binary analyses, eligible rows they leave out for short follow-up):
+        under binary_controls 'complete_followup' an eligible event-free study must have
+        its outcome status known for the whole window."""
+        if self.complete is None or cfg.binary_controls == "all":
+            return self.M, np.zeros_like(self.M)
+        short = self.M & ~self.complete
+        return self.M & ~short, short
 
     @property
     def has_covariates(self) -> np.ndarray:
@@ -78,7 +91,10 @@ def outcome_matrices(labels: pd.DataFrame) -> OutcomeMatrices:
         C[r, c] = labels["competing_event"].fillna(False).to_numpy(bool)
     age = pd.to_numeric(studies["age_years"], errors="coerce").to_numpy(np.float64)
     male = studies["sex"].map({"M": 1.0, "F": 0.0}).astype(float).to_numpy()
-    return OutcomeMatrices(sid.to_numpy(), studies["subject_id"].to_numpy(), outcomes, Y, M, T, age, male, C)
+    K = np.ones(shape, bool)
+    if "complete_followup" in labels.columns:
+        K[r, c] = labels["complete_followup"].fillna(True).to_numpy(bool)
+    return OutcomeMatrices(sid.to_numpy(), studies["subject_id"].to_numpy(), outcomes, Y, M, T, age, male, C, K)
 
 
 def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: int) -> sp.csc_matrix:
@@ -88,12 +104,17 @@ def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: in
     return E
 
 
-def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, cov_ok: np.ndarray) -> dict:
+def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, cov_ok: np.ndarray,
+                  short: np.ndarray | None = None) -> dict:
     """Crude 2x2 statistics and the adjusted score test of every pair, (features x
     outcomes) arrays. M is the eligibility of this analysis (e.g. one split). Also the
     per-outcome null coefficients and null-fit moments the exact fits reuse,
-    and the rows of the adjusted analysis ("adjusted_rows": M and covariates known)."""
+    and the rows of the adjusted analysis ("adjusted_rows": M and covariates known).
+    `short`: eligible rows of the same analysis left out for short follow-up (counted)."""
     a, n1, cases, n = two_by_two(E, Y, M)
+    short = np.zeros_like(M) if short is None else short
+    n_short = np.broadcast_to(short.sum(axis=0), a.shape)
+    n1_short = np.asarray(E.T @ short.astype(np.float64)).astype(np.int64)
     b, c = n1 - a, cases - a
     d = n - n1 - c
     or_, lo, hi, corrected = odds_ratio_woolf(a, b, c, d)
@@ -107,7 +128,8 @@ def screen_arrays(E: sp.spmatrix, Z: np.ndarray, Y: np.ndarray, M: np.ndarray, c
             "informative": informative, "p_value": p, "score_p": score.p, "score_log_or": score.log_or,
             "score_se": score.se, "null_ok": np.broadcast_to(score.null_ok, a.shape),
             "null_params": score.null_params, "moments": score.moments,
-            "n_adjusted": np.broadcast_to(adj.sum(axis=0), a.shape), "adjusted_rows": adj}
+            "n_adjusted": np.broadcast_to(adj.sum(axis=0), a.shape), "adjusted_rows": adj,
+            "n_short": n_short, "n1_short": n1_short}
 
 
 def screen_frame(arr: dict, testable: np.ndarray, outcome_ids: list[str], cfg: AssociationConfig) -> pd.DataFrame:
@@ -133,6 +155,8 @@ def screen_frame(arr: dict, testable: np.ndarray, outcome_ids: list[str], cfg: A
             "or_ci_high": np.where(tested, f["or_ci_high"], np.nan),
             "p_value": np.where(tested, f["p_value"], np.nan),
             "n_adjusted": f["n_adjusted"].astype(np.int64),
+            "n_excluded_followup": f["n_short"].astype(np.int64),
+            "n_exposed_excluded_followup": f["n1_short"].astype(np.int64),
             "score_p": np.where(test, f["score_p"], np.nan),
             "score_log_or": np.where(test, f["score_log_or"], np.nan),
             "score_se": np.where(test, f["score_se"], np.nan),
@@ -184,12 +208,14 @@ def associate_splits(
     if cfg.or_per_sd and (activations is None or set(activations) != set(exposures)):
         raise ValueError("or_per_sd needs an activation matrix for every modality")
     Z, cov_ok = om.design, om.has_covariates
+    M, short = om.binary_rows(cfg)
     frames, selected = [], None
     for name in (DISCOVERY, VALIDATION):
         in_split = (split == name)[:, None]
         parts, adj = [], {}
         for mod, (E, testable, encoded) in sorted(exposures.items()):
-            arr = screen_arrays(E, Z, om.Y, om.M & in_split & encoded[:, None], cov_ok)
+            rows = in_split & encoded[:, None]
+            arr = screen_arrays(E, Z, om.Y, M & rows, cov_ok, short & rows)
             adj[mod] = (E, arr["adjusted_rows"], (arr["null_params"], arr["moments"]))
             part = screen_frame(arr, testable, om.outcome_ids, cfg).assign(modality=mod)
             if rankable is not None:

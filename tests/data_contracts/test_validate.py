@@ -31,17 +31,26 @@ def test_studies_row_problems_go_to_quarantine() -> None:
     assert set(checked.data.columns) == {"study_id", "subject_id", "study_time", "image_path", "report_text"}
 
 
-def test_mixed_timestamp_formats_parse() -> None:
-    df = _studies().iloc[[0, 4]].assign(study_time=["2020-01-01", "2020-05-01T13:45:00+02:00"])
+def test_mixed_timestamp_formats_parse_as_wall_clock() -> None:
+    """An offset is dropped, not converted: values with and without one (two systems
+    merged) stay on the local clock MEDS times use, so same-day rules see the same day."""
+    times = ["2020-01-01", "2020-05-01T13:45:00+02:00", "2020-05-02 23:30Z", "2020-05-03T08:00:00.5-0500"]
+    df = pd.DataFrame({"study_id": list("abcd"), "subject_id": [1, 2, 3, 4], "study_time": times})
     checked = check_studies(df, "s.csv")
     assert checked.quarantine.empty
-    assert checked.data["study_time"].tolist() == [pd.Timestamp("2020-01-01"), pd.Timestamp("2020-05-01 11:45")]
+    assert checked.data["study_time"].tolist() == [pd.Timestamp("2020-01-01"), pd.Timestamp("2020-05-01 13:45"),
+                                                   pd.Timestamp("2020-05-02 23:30"),
+                                                   pd.Timestamp("2020-05-03 08:00:00.5")]
+    aware = pd.Series(pd.to_datetime(["2020-05-01 13:45"]).tz_localize("Europe/Berlin"))
+    tz = check_studies(df.iloc[:1].assign(study_time=aware), "s.parquet")
+    assert tz.data["study_time"].tolist() == [pd.Timestamp("2020-05-01 13:45")]
 
 
 def test_padded_study_ids_count_as_duplicates() -> None:
-    df = _studies().iloc[[0, 4]].assign(study_id=["a", " a "])
+    df = _studies().iloc[[0, 4, 1]].assign(study_id=["a", " a ", "b"])
     checked = check_studies(df, "s.csv")
-    assert checked.data.empty
+    assert list(checked.data["study_id"]) == ["b"]
+    assert list(checked.quarantine["row"]) == [0, 1]
     assert checked.quarantine["reason"].str.contains("duplicate study_id").all()
 
 

@@ -26,6 +26,7 @@ OUTCOMES = pd.DataFrame(
         "window_years": [4.0, 2.0],
         "n_eligible": [1000, 980],
         "n_cases": [40, 55],
+        "n_excluded_followup": [0, 30],
     }
 )
 
@@ -76,6 +77,7 @@ def _associations(seed: int = 0) -> pd.DataFrame:
     df.loc[bad, "flag"] = "feature not testable"
     df["p_bonferroni"] = np.minimum(df["p_value"] * len(df), 1.0)
     df["n_adjusted"] = df["n_exposed"] + df["n_unexposed"]
+    df["n_excluded_followup"], df["n_exposed_excluded_followup"] = 7, 2
     df["score_p"], df["score_q"] = df["p_value"], df["q_value"]
     df["score_log_or"] = np.log(df["odds_ratio"])
     df["score_se"] = 0.2
@@ -395,3 +397,17 @@ def test_methods_table_is_printed_as_given(tmp_path: Path) -> None:
     for topic, statement in methods.itertuples(index=False):
         assert f"<dt>{topic}</dt><dd>{html.escape(statement, quote=True)}</dd>" in page
     assert "profile penalised likelihood" in page and "each (half, modality, outcome)" in page
+
+
+def test_outcome_table_counts_short_followup(rendered: tuple[Path, list[Path]]) -> None:
+    """The studies left out for short follow-up are shown, and the baseline is over the
+    studies analysed: heart failure 55 / (980 - 30) = 5.79%, not 55 / 980 = 5.61%."""
+    html = _text(rendered[0] / "index.html")
+    section = html[html.index("<h2>Outcomes</h2>"):]
+    section = section[:section.index("</table>")]
+    assert "Short follow-up, left out" in section
+    row = next(r for r in re.findall(r"<tr>(.*?)</tr>", section, re.S) if "heart_failure" in r)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert cells[3:6] == ["980", "30", "55"], cells
+    assert cells[6].startswith("5.79") or cells[6].startswith("5.8"), cells
+    assert "30 without the outcome left out for follow-up shorter than the window" in html

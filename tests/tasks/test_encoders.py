@@ -154,3 +154,21 @@ def test_split_partitions() -> None:
     assert split_partitions(months, 5) == [[m] for m in months]
     assert split_partitions([], 3) == []
 
+
+
+def test_corrected_report_under_the_same_study_id_is_embedded_again(tmp_path: Path,
+                                                                    encoder: CountingEncoder) -> None:
+    """The cache keys vectors by what was embedded: a corrected report gets a new vector;
+    the unchanged ones are not computed again."""
+    store = ArtifactStore(tmp_path / "store")
+    path = _studies(tmp_path, ["2024-01"])
+    embed_fn(store, ingest_studies_fn(store, path), MODALITY)
+    df = pd.read_parquet(path)
+    df.loc[2, "report_text"] = "corrected: no lesion"
+    df.to_parquet(path)
+    encoder.seen.clear()
+    emb = embed_fn(store, ingest_studies_fn(store, path), MODALITY)
+    assert encoder.seen == ["corrected: no lesion"]
+    ids, X = load_matrix(store, emb)
+    row = list(ids).index(df.loc[2, "study_id"])
+    np.testing.assert_array_equal(X[row], text_vector("corrected: no lesion"))

@@ -25,3 +25,27 @@ def test_dicom_folder_change_gives_new_studies_version(tmp_path: Path) -> None:
     (series / "a.dcm").write_bytes(b"y" * 12)
     os.utime(series, ns=(st.st_atime_ns, st.st_mtime_ns))  # folder mtime unchanged
     assert ingest_studies_fn(store, tmp_path / "studies.parquet").version != first.version
+
+
+def test_same_content_elsewhere_gives_same_studies_artifact(tmp_path: Path) -> None:
+    """Versions and table bytes follow what the inputs contain, not where they are or when
+    they were touched: a copied input folder maps to the same artifact."""
+    import shutil
+
+    from data_contracts.checksums import ChecksumMemo
+
+    a = tmp_path / "a"
+    (a / "img").mkdir(parents=True)
+    (a / "img" / "x.nii.gz").write_bytes(b"volume bytes")
+    pd.DataFrame({"study_id": ["s1", "s2"], "subject_id": [1, 2],
+                  "study_time": [pd.Timestamp("2024-01-05"), pd.Timestamp("2024-02-05")],
+                  "image_path": ["img/x.nii.gz", None]}).to_parquet(a / "studies.parquet")
+    shutil.copytree(a, tmp_path / "b")
+    os.utime(tmp_path / "b" / "img" / "x.nii.gz", ns=(0, 0))
+    memo = ChecksumMemo(tmp_path / "memo.sqlite")
+    refs = [ingest_studies_fn(ArtifactStore(tmp_path / f"store_{k}"), tmp_path / k / "studies.parquet", memo)
+            for k in ("a", "b")]
+    assert refs[0].version == refs[1].version and refs[0].digest == refs[1].digest
+    (tmp_path / "b" / "img" / "x.nii.gz").write_bytes(b"other bytes")
+    assert ingest_studies_fn(ArtifactStore(tmp_path / "store_b"), tmp_path / "b" / "studies.parquet",
+                             memo).version != refs[1].version

@@ -63,7 +63,9 @@ def test_association_and_survival_analyse_the_same_studies(tmp_path: Path) -> No
     ok = ~quarantined
     image = _modality(store, "image", ids[ok], [ids[feature & ok], ids[noise & ok]])
     report = _modality(store, "report", ids, [ids[feature], ids[noise]])
-    acfg = AssociationConfig(min_exposed_cases=1, split_seed=5)
+    # Every event-free study here is censored before the window's end: the default
+    # binary_controls would leave them all out of the 2x2 (survival keeps them censored).
+    acfg = AssociationConfig(min_exposed_cases=1, split_seed=5, binary_controls="all")
     embs = {"image": image[0], "report": report[0]}
     split = study_split_fn(store, lab, embs, acfg)
     assoc = associate_fn(store, {"image": image[1:], "report": report[1:]}, lab, split, acfg)

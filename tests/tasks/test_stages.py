@@ -40,7 +40,7 @@ def test_bad_inputs_quarantined_and_run_goes_on(cohort: Path, tmp_path: Path) ->
     q = store.read_table(studies, "quarantine")
     assert len(q) == 2 and q["reason"].str.contains("duplicate study_id").all()
     n = len(store.read_table(studies))
-    image = embed_fn(store, studies, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()))
+    image = embed_fn(store, studies, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()), str(d))
     qi = store.read_table(image, "quarantine")
     assert len(qi) == 1 and "unreadable" in qi.iloc[0]["reason"]
     assert len(store.read_table(image)) == n - 1

@@ -45,7 +45,7 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     store = ArtifactStore(tmp_path / "store")
     st = ingest_studies_fn(store, inputs.studies)
     lab = outcomes_fn(store, st, ingest_events_fn(store, inputs.events), inputs.outcomes, settings)
-    emb = embed_fn(store, st, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()))
+    emb = embed_fn(store, st, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()), str(cohort))
     sae = train_fn(store, emb, SAEConfig(n_features=16, k=4, epochs=5))
     act = activations_fn(store, emb, sae)
     fam = families_fn(store, emb, sae, act, FamilyConfig())
@@ -59,7 +59,7 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
         associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd)
     on_ref = associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd, {"image": (act, fam)})
     on = store.read_table(on_ref)
-    assert store.manifest(on_ref)["contract"] == "associations@4"
+    assert store.manifest(on_ref)["contract"] == "associations@5"
     fitted = on[on["sd_odds_ratio"].notna()]
     # exact_select "top" with exact_top_m >= the number of units (features and families)
     # selects every pair tested in discovery: each gets an OR per SD or a flag saying why
@@ -80,7 +80,10 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     for unit, g in fitted.groupby("unit"):
         r = g.sort_values(["split", "outcome_id", "feature_id"]).iloc[0]
         o = om.outcome_ids.index(r.outcome_id)
-        rows = om.M[:, o] & (split == r.split) & enc & np.isfinite(om.age) & np.isfinite(om.male)
+        # binary_controls complete_followup: event-free studies need the whole window followed
+        known = labels[labels["outcome_id"] == r.outcome_id].set_index("study_id")
+        known = (known["event"] | known["complete_followup"]).reindex(om.study_ids).to_numpy(bool)
+        rows = om.M[:, o] & known & (split == r.split) & enc & np.isfinite(om.age) & np.isfinite(om.male)
         a = values[str(unit)]
         a = a[a["feature_id"] == r.feature_id].set_index("study_id")["value"]
         x = a.reindex(om.study_ids).fillna(0.0).to_numpy(np.float64)[rows]

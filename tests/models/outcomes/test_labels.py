@@ -23,6 +23,8 @@ def _events() -> pd.DataFrame:
         (3, "2023-01-01", "ENCOUNTER//OUTPATIENT"),
         # subject 4: dies 2 years after the study, no event; no birth record
         (4, "2017-01-01", "MEDS_DEATH"), (4, "2017-01-01", "GENDER//F"),
+        # subject 5: last record 1 year after the study, alive: lost to follow-up
+        (5, "1955-01-01", "MEDS_BIRTH"), (5, "2016-01-01", "ENCOUNTER//OUTPATIENT"),
     ]
     df = pd.DataFrame(rows, columns=["subject_id", "time", "code"])
     df["time"] = pd.to_datetime(df["time"], format="mixed").astype("datetime64[us]")
@@ -32,10 +34,10 @@ def _events() -> pd.DataFrame:
 
 def _studies() -> pd.DataFrame:
     return pd.DataFrame({
-        "study_id": ["a", "b", "c1", "c2", "d"],
-        "subject_id": [1, 2, 3, 3, 4],
+        "study_id": ["a", "b", "c1", "c2", "d", "e"],
+        "subject_id": [1, 2, 3, 3, 4, 5],
         "study_time": pd.to_datetime(["2015-01-01 09:00", "2015-01-01 09:00", "2015-01-01", "2016-01-01",
-                                      "2015-01-01"], format="mixed").astype("datetime64[us]"),
+                                      "2015-01-01", "2015-01-01"], format="mixed").astype("datetime64[us]"),
     })
 
 
@@ -54,9 +56,12 @@ def test_incident_prior_window_and_censoring() -> None:
     # c1: event 5.4 years later -> outside the 4-year window, time capped at the window
     assert not bool(lab.loc["c1", "event"]) and lab.loc["c1", "time_days"] == pytest.approx(4 * 365.25)
     assert bool(lab.loc["c1", "complete_followup"])
-    # d: death after 2 years censors follow-up
+    # d: death after 2 years censors follow-up; the status over the window is known (no
+    # outcome can follow a death), so the follow-up counts as complete
     assert not bool(lab.loc["d", "event"]) and lab.loc["d", "time_days"] == pytest.approx(731)
-    assert not bool(lab.loc["d", "complete_followup"])
+    assert bool(lab.loc["d", "complete_followup"])
+    # e: alive, last seen after 1 year: status unknown for the rest of the window
+    assert not bool(lab.loc["e", "complete_followup"]) and lab.loc["e", "time_days"] == pytest.approx(365)
     assert pd.isna(lab.loc["d", "age_years"]) and "no birth record" in lab.loc["d", "flag"]
     assert lab.loc["a", "sex"] == "M" and lab.loc["a", "age_years"] == pytest.approx(65.0, abs=0.01)
 

@@ -14,7 +14,7 @@ from models.sae.sweep import sweep_row, sweep_table
 
 def _row(variant: str, n: int, k: int, fvu: float) -> dict[str, object]:
     cfg = SAEConfig(variant=variant, n_features=n, k=k)  # type: ignore[arg-type]
-    metrics = {"heldout": {"fvu": fvu, "l0": float(k)}, "train": {"fvu": fvu, "samples_per_s": 1.0, "steps": 3.0}}
+    metrics = {"heldout": {"fvu": fvu, "l0": float(k)}, "train": {"fvu": fvu, "steps": 3.0}}
     return sweep_row(f"{variant}-{n}-{k}", cfg, (n,), metrics)
 
 
