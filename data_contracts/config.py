@@ -102,8 +102,39 @@ class Qwen3EmbeddingConfig(_Strict):
     dtype: DType = "auto"
 
 
+class PrecomputedConfig(_Strict):
+    """Embeddings computed elsewhere (Merlin or Qwen3-Embedding on another cluster, say): a
+    parquet file with `id_column` and the vector, either one list or fixed-size-list
+    column or one numeric column per dimension. The file's SHA-256 is the encoder identity,
+    so a changed file makes new embeddings. Either modality; relative paths resolve against
+    the run config's folder.
+
+    Columns: `vector_column` names a list column; `dim_prefix` selects the per-dimension
+    columns whose names start with it (file order); with neither, the file's one list
+    column, or else every numeric column other than the id. Rows are checked: an id that
+    is missing, null or repeated, a vector of another length than `dim` (default: the
+    fixed-size list's size, the number of dimension columns, or the first vector's length)
+    and non-finite values send the study to the quarantine table with the reason."""
+
+    name: Literal["precomputed"] = "precomputed"
+    path: Path
+    id_column: str = "study_id"
+    vector_column: str | None = None
+    dim_prefix: str | None = None
+    dim: int | None = Field(None, ge=1)
+    batch_rows: int = Field(65536, ge=1)  # rows read (and written) at a time
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> PrecomputedConfig:
+        if self.vector_column is not None and self.dim_prefix is not None:
+            raise ValueError("precomputed: set vector_column (a list column) or dim_prefix "
+                             "(one column per dimension), not both")
+        return self
+
+
 EncoderConfig = Annotated[
-    MiniLMConfig | CTRadiomicsConfig | MerlinConfig | Qwen3EmbeddingConfig, Field(discriminator="name")
+    MiniLMConfig | CTRadiomicsConfig | MerlinConfig | Qwen3EmbeddingConfig | PrecomputedConfig,
+    Field(discriminator="name"),
 ]
 
 _ENCODER_MODALITY = {"minilm": "report", "ct_radiomics": "image", "merlin": "image", "qwen3_embedding": "report"}
@@ -327,6 +358,7 @@ class ReportConfig(_Strict):
     top_per_outcome: int = Field(10, ge=1)
     n_top_reports: int = Field(8, ge=1)
     max_table_rows: int = Field(5000, ge=1)  # cap of the index's all-rows table
+    feature_page_rows: int = Field(50, ge=1)  # cap of a feature page's outcome rows
     title: str = "medconcepts report"
 
 
@@ -472,6 +504,7 @@ def load_run_config(path: str | Path) -> RunConfig:
     except ValidationError as e:
         raise _pydantic_error(path, e) from e
     base = path.parent.resolve()
+    modalities = tuple(_resolve_encoder_path(base, m) for m in cfg.modalities)
     inputs = InputsConfig(
         studies=_resolve(base, cfg.inputs.studies),
         events=_resolve(base, cfg.inputs.events),
@@ -482,7 +515,15 @@ def load_run_config(path: str | Path) -> RunConfig:
         report_dir = _resolve_location(base, cfg.report_dir)
     else:
         report_dir = f"{store}/report" if isinstance(store, str) else store.parent / "report"
-    return cfg.model_copy(update={"store": store, "inputs": inputs, "report_dir": report_dir})
+    return cfg.model_copy(update={"store": store, "inputs": inputs, "report_dir": report_dir,
+                                  "modalities": modalities})
+
+
+def _resolve_encoder_path(base: Path, m: ModalityConfig) -> ModalityConfig:
+    """A precomputed embeddings file named relative to the config's folder."""
+    if not isinstance(m.encoder, PrecomputedConfig):
+        return m
+    return m.model_copy(update={"encoder": m.encoder.model_copy(update={"path": _resolve(base, m.encoder.path)})})
 
 
 def load_outcome_definitions(path: str | Path) -> OutcomeDefinitions:

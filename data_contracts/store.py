@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -158,6 +158,24 @@ class ArtifactWriter:
             "contract": contract.key if contract else None,
         }
         return table.num_rows
+
+    @contextlib.contextmanager
+    def table_writer(self, name: str, contract: Contract) -> Iterator[Callable[[pd.DataFrame | pa.Table], int]]:
+        """Write a table in parts (one row group or more each) so that a large artifact is
+        never held whole: yields `write(part)`, which conforms the part to the contract."""
+        file = f"{name}.parquet"
+        rows = 0
+        with pq.ParquetWriter(self.tmp / file, contract.schema, compression="zstd") as out:
+
+            def write(part: pd.DataFrame | pa.Table) -> int:
+                nonlocal rows
+                table = conform_table(part, contract, f"artifact table '{name}'")
+                out.write_table(table)
+                rows += table.num_rows
+                return table.num_rows
+
+            yield write
+        self.tables[name] = {"file": file, "rows": rows, "contract": contract.key}
 
 
 # Temporary artifact folders/prefixes left by killed writers are removed by later commits of

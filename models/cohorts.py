@@ -40,7 +40,11 @@ def feature_stats_and_cohorts(
 
     `activations` has columns study_id, feature_id, value (> 0 rows only matter);
     `study_ids` lists every study that was encoded (the percentile denominator).
-    """
+
+    Cost: one stable sort of the active rows by feature, then per feature only its own
+    rows; a feature's controls are drawn by position among the studies where it is
+    silent, never by materialising that set (8,192 features x 200,000 studies would be
+    1.6 G comparisons)."""
     return unit_stats_and_cohorts(activations, study_ids, np.arange(n_features), cfg, "feature")
 
 
@@ -51,40 +55,67 @@ def unit_stats_and_cohorts(
     parent's id) whose activations are in `activations` (feature_id = the unit's id)."""
     n = len(study_ids)
     act = activations[activations["value"] > 0]
-    groups = dict(tuple(act.groupby("feature_id", sort=True)))
-    silent = act.iloc[0:0]  # a unit that never fires has no rows
-    stats, cohorts = [], []
-    for f in (int(i) for i in ids):
-        g = groups.get(f, silent)
-        vals = g["value"].to_numpy(np.float64)
-        thr = percentile_with_zeros(vals, n, cfg.percentile)
-        exposed = g[g["value"] >= thr]
-        size = len(exposed)
-        flag = _testability_flag(len(vals), size, n, cfg)
-        stats.append(
-            {
-                "unit": unit,
-                "feature_id": f,
-                "n_studies": n,
-                "n_active": len(vals),
-                "frac_active": len(vals) / n if n else 0.0,
-                "mean_active": float(vals.mean()) if len(vals) else None,
-                "max_value": float(vals.max()) if len(vals) else None,
-                "threshold": max(thr, 0.0) if len(vals) else None,
-                "cohort_size": size,
-                "testable": flag is None,
-                "flag": flag,
-            }
-        )
-        if size:
-            cohorts.append(_roles(f, exposed, study_ids, g, cfg))
+    feat = act["feature_id"].to_numpy(np.int64)
+    order = np.argsort(feat, kind="stable")  # within a feature: the rows' own order
+    ids = np.asarray(ids, np.int64)
+    lo, hi = np.searchsorted(feat[order], ids, "left"), np.searchsorted(feat[order], ids, "right")
+    values = act["value"].to_numpy()[order]
+    sids = act["study_id"].to_numpy()[order]
+    universe = np.unique(np.asarray(study_ids))  # sorted, as np.setdiff1d returns the silent ones
+    at = np.searchsorted(universe, sids)
+    at = np.where((at < len(universe)) & (universe[np.minimum(at, len(universe) - 1)] == sids), at, -1)
+    stats, parts = [], []
+    for f, a, b in zip(ids.tolist(), lo.tolist(), hi.tolist(), strict=True):
+        rows = slice(a, b)
+        stat, part = _feature(f, values[rows], sids[rows], at[rows], universe, n, cfg)
+        stats.append({"unit": unit, **stat})
+        if part is not None:
+            parts.append(part)
     stats_df = pd.DataFrame(stats, columns=_STATS_COLUMNS)
-    cohort_df = pd.concat(cohorts, ignore_index=True) if cohorts else _empty_cohorts()
-    return stats_df, cohort_df.assign(unit=unit)[["unit", *cohort_df.columns]]
+    if not parts:
+        empty = _empty_cohorts()
+        return stats_df, empty.assign(unit=unit)[["unit", *empty.columns]]
+    cols = list(zip(*parts, strict=True))
+    cohort_df = pd.DataFrame({
+        "unit": unit, "feature_id": np.concatenate(cols[0]), "study_id": np.concatenate(cols[1]),
+        "role": np.concatenate(cols[2]), "value": np.concatenate(cols[3]), "rank": np.concatenate(cols[4])})
+    return stats_df, cohort_df
 
 
 _STATS_COLUMNS = ["unit", "feature_id", "n_studies", "n_active", "frac_active", "mean_active", "max_value",
                   "threshold", "cohort_size", "testable", "flag"]
+
+
+def _feature(f: int, v: np.ndarray, sid: np.ndarray, at: np.ndarray, universe: np.ndarray, n: int,
+             cfg: CohortConfig) -> tuple[dict, tuple[np.ndarray, ...] | None]:
+    """One feature's FEATURE_STATS row and its cohort rows (columns as arrays) or None."""
+    vals = v.astype(np.float64)
+    thr = percentile_with_zeros(vals, n, cfg.percentile)
+    hit = v >= thr  # in the column's own dtype, as a comparison of the frame column would be
+    size = int(hit.sum())
+    flag = _testability_flag(len(vals), size, n, cfg)
+    stat = {
+        "feature_id": f,
+        "n_studies": n,
+        "n_active": len(vals),
+        "frac_active": len(vals) / n if n else 0.0,
+        "mean_active": float(vals.mean()) if len(vals) else None,
+        "max_value": float(vals.max()) if len(vals) else None,
+        "threshold": max(thr, 0.0) if len(vals) else None,
+        "cohort_size": size,
+        "testable": flag is None,
+        "flag": flag,
+    }
+    if not size:
+        return stat, None
+    ev, es = v[hit], sid[hit]
+    rank = np.lexsort((es, -ev))  # value descending, then study id
+    ctrl = _controls(f, at, universe, cfg)
+    ids = np.concatenate([es[rank], ctrl]) if len(ctrl) else es[rank]
+    m, c = len(rank), len(ctrl)
+    return stat, (np.full(m + c, f, np.int64), ids, np.array(["exposed"] * m + ["control"] * c, dtype=object),
+                  np.concatenate([ev[rank].astype(np.float32), np.zeros(c, np.float32)]),
+                  np.concatenate([np.arange(1, m + 1, dtype=np.int32), np.arange(1, c + 1, dtype=np.int32)]))
 
 
 def _testability_flag(n_active: int, size: int, n: int, cfg: CohortConfig) -> str | None:
@@ -97,38 +128,17 @@ def _testability_flag(n_active: int, size: int, n: int, cfg: CohortConfig) -> st
     return None
 
 
-def _roles(
-    f: int, exposed: pd.DataFrame, study_ids: np.ndarray, active: pd.DataFrame, cfg: CohortConfig
-) -> pd.DataFrame:
-    exp = exposed.sort_values(["value", "study_id"], ascending=[False, True])
-    rows = [
-        pd.DataFrame(
-            {
-                "feature_id": f,
-                "study_id": exp["study_id"].to_numpy(),
-                "role": "exposed",
-                "value": exp["value"].to_numpy(np.float32),
-                "rank": np.arange(1, len(exp) + 1, dtype=np.int32),
-            }
-        )
-    ]
-    silent = np.setdiff1d(study_ids, active["study_id"].to_numpy())
-    if cfg.control_sample_size and len(silent):
-        rng = np.random.default_rng([cfg.seed, f])
-        pick = rng.choice(len(silent), size=min(cfg.control_sample_size, len(silent)), replace=False)
-        ctrl = silent[np.sort(pick)]
-        rows.append(
-            pd.DataFrame(
-                {
-                    "feature_id": f,
-                    "study_id": ctrl,
-                    "role": "control",
-                    "value": np.zeros(len(ctrl), np.float32),
-                    "rank": np.arange(1, len(ctrl) + 1, dtype=np.int32),
-                }
-            )
-        )
-    return pd.concat(rows, ignore_index=True)
+def _controls(f: int, at: np.ndarray, universe: np.ndarray, cfg: CohortConfig) -> np.ndarray:
+    """A seeded sample of the studies where the feature is silent, in study order. The
+    j-th silent study is universe[j + #active positions <= it]: with the active positions
+    p sorted, that count is searchsorted(p - arange, j, 'right')."""
+    active = np.unique(at[at >= 0])
+    n_silent = len(universe) - len(active)
+    if not cfg.control_sample_size or n_silent <= 0:
+        return universe[:0]
+    rng = np.random.default_rng([cfg.seed, f])
+    pick = np.sort(rng.choice(n_silent, size=min(cfg.control_sample_size, n_silent), replace=False))
+    return universe[pick + np.searchsorted(active - np.arange(len(active)), pick, side="right")]
 
 
 def _empty_cohorts() -> pd.DataFrame:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 
 from data_contracts.config import ReportConfig
@@ -64,6 +65,26 @@ class ReportData:
     families: dict[tuple[str, int], Row] = field(default_factory=dict)  # (modality, family_id) -> FAMILIES row
     family_of: dict[tuple[str, int], int] = field(default_factory=dict)  # (modality, feature) -> its family
     methods: pd.DataFrame | None = None  # ASSOCIATION_METHODS rows (topic, statement)
+    # Looked up once, not filtered per outcome or page: with hundreds of outcomes and
+    # thousands of pages, a scan of every row per lookup made the report quadratic.
+    top: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # outcome -> top_rows
+    by_feature: Mapping[FeatureKey, PageRows] = field(default_factory=dict)  # page -> its rows
+    stats_of: Mapping[FeatureKey, Row] = field(default_factory=dict)
+    # (modality, family_id, outcome_id) -> the family's member rows, in member order
+    member_rows: Mapping[tuple[str, int, str], list[Row]] = field(default_factory=dict)
+
+    def top_rows(self, outcome_id: str) -> pd.DataFrame:
+        return self.top.get(outcome_id, self.assoc.iloc[0:0])
+
+
+@dataclass(frozen=True)
+class PageRows:
+    """A feature page's association rows: at most `feature_page_rows` (the ranked ones,
+    then the smallest p-values), in the outcomes' order; `n_all` counts every row."""
+
+    rows: list[Row]
+    n_all: int
+    scale: float  # largest P(outcome | cohort) or baseline shown: the bars' full width
 
 
 def page_name(modality: str, unit: str, feature_id: int) -> str:
@@ -140,11 +161,15 @@ def build_data(
     s = stats.assign(modality=stats["modality"].astype(str), unit=stats["unit"].astype(str),
                      feature_id=stats["feature_id"].astype("int64"))
     fams, family_of = _family_tables(families)
-    pages = _page_keys(a, cfg.top_per_outcome)
+    top = top_rows_by_outcome(a, cfg.top_per_outcome)
+    pages = _page_keys(a, top)
     # a family's members get pages too: the family page and the index link them
     pages |= {(m, "feature", int(f)) for (m, u, fid) in list(pages) if u == "family"
               for f in as_list((fams.get((m, fid)) or {}).get("members"))}
-    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves, fams, family_of)
+    by_feature = page_rows(a, pages, list(outcomes_order(outcomes, a)), cfg.feature_page_rows)
+    stats_of = {(str(r["modality"]), str(r["unit"]), int(r["feature_id"])): r for r in s.to_dict("records")}
+    return ReportData(a, table, s, _outcome_table(outcomes, a), frozenset(pages), surv, curves, fams, family_of,
+                      None, top, by_feature, stats_of, _member_rows(a, fams))
 
 
 def _interp_table(interp: pd.DataFrame) -> dict[FeatureKey, Row]:
@@ -164,6 +189,24 @@ def _family_tables(families: pd.DataFrame | None) -> tuple[dict[tuple[str, int],
         for member in as_list(row.get("members")):
             family_of[(m, int(member))] = fid
     return fams, family_of
+
+
+def _member_rows(a: pd.DataFrame, fams: Mapping[tuple[str, int], Row]) -> dict[tuple[str, int, str], list[Row]]:
+    """Every family's member rows per outcome, selected in one pass (not a scan of every
+    row per family shown)."""
+    pos = {(m, int(x)): (fid, i) for (m, fid), r in fams.items() for i, x in enumerate(as_list(r.get("members")))}
+    if not pos:
+        return {}
+    feats = a[a["unit"] == "feature"]
+    hit = [pos.get(k) for k in zip(feats["modality"], feats["feature_id"].astype(int), strict=True)]
+    keep = np.array([h is not None for h in hit], dtype=bool)
+    sub = feats[keep].assign(_fam=[h[0] for h in hit if h is not None], _pos=[h[1] for h in hit if h is not None])
+    sub = sub.sort_values(["modality", "_fam", "outcome_id", "_pos"], kind="mergesort")
+    out: dict[tuple[str, int, str], list[Row]] = {}
+    for key, g in sub.groupby(["modality", "_fam", "outcome_id"], sort=False):
+        m, fid, o = cast(tuple[str, int, str], key)
+        out[(str(m), int(fid), str(o))] = cast(list[Row], g.drop(columns=["_fam", "_pos"]).to_dict("records"))
+    return out
 
 
 def _outcome_table(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.DataFrame:
@@ -216,10 +259,61 @@ def _keys(rows: pd.DataFrame) -> set[FeatureKey]:
     return set(zip(rows["modality"], rows["unit"], rows["feature_id"].astype(int), strict=True))
 
 
-def _page_keys(assoc: pd.DataFrame, n: int) -> set[FeatureKey]:
+_UNIT = ["modality", "unit", "feature_id"]
+
+
+def top_rows_by_outcome(assoc: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
+    """`top_rows` of every outcome from one sort (the outcome leads the stable sort, so
+    each outcome's rows come out exactly as `top_rows` orders them)."""
+    g = assoc[assoc["rank"].notna() | assoc["p_value"].notna()]
+    g = g.sort_values(
+        ["outcome_id", "modality", "rank", "q_value", "p_value", "unit", "feature_id"],
+        na_position="last",
+        kind="mergesort",
+    )
+    top = g.groupby(["outcome_id", "modality"], sort=False).head(n)
+    return {
+        str(o): t.sort_values(["rank", "q_value", "p_value", "modality", "unit", "feature_id"],
+                              na_position="last", kind="mergesort")
+        for o, t in top.groupby("outcome_id", sort=False)
+    }
+
+
+def outcomes_order(outcomes: pd.DataFrame, assoc: pd.DataFrame) -> pd.Series:
+    return _outcome_table(outcomes, assoc)["outcome_id"]
+
+
+def page_rows(assoc: pd.DataFrame, pages: set[FeatureKey], order: list[str], max_rows: int
+              ) -> dict[FeatureKey, PageRows]:
+    """Every page's rows, selected and ordered in one pass over the rows (with hundreds
+    of outcomes a page shows the ranked rows, then the smallest p-values)."""
+    keys = pd.MultiIndex.from_arrays([assoc["modality"], assoc["unit"], assoc["feature_id"].astype("int64")])
+    a = assoc[keys.isin(list(pages))]
+    a = a.assign(_unranked=a["rank"].isna(), _row=np.arange(len(a))).sort_values(
+        [*_UNIT, "_unranked", "p_value"], na_position="last", kind="mergesort")
+    a = a.assign(_pos=a.groupby(_UNIT, sort=False).cumcount())
+    n_all = a.groupby(_UNIT).size()
+    rank_of = {o: i for i, o in enumerate(order)}
+    shown = a[a["_pos"] < max_rows].assign(_o=lambda x: x["outcome_id"].map(rank_of))
+    shown = shown.sort_values([*_UNIT, "_o", "_row"], kind="mergesort")
+    p = shown[[*_UNIT, "p_outcome_exposed", "p_outcome_baseline"]]
+    scale = p.groupby(_UNIT)[["p_outcome_exposed", "p_outcome_baseline"]].max().max(axis=1)
+    records = cast(list[Row], shown.drop(columns=["_unranked", "_row", "_pos", "_o"]).to_dict("records"))
+    out: dict[FeatureKey, PageRows] = {}
+    start = 0
+    sizes = shown.groupby(_UNIT, sort=False).size()
+    for key, n in zip(sizes.index.tolist(), sizes.to_numpy(), strict=True):
+        sc = scale.get(key)
+        out[(str(key[0]), str(key[1]), int(key[2]))] = PageRows(records[start:start + n], int(n_all[key]),
+                                                                1.0 if sc is None or pd.isna(sc) else float(sc))
+        start += n
+    return out
+
+
+def _page_keys(assoc: pd.DataFrame, top: Mapping[str, pd.DataFrame]) -> set[FeatureKey]:
     keys = _keys(assoc[assoc["rank"].notna()])
-    for oid in pd.unique(assoc["outcome_id"]):
-        keys |= _keys(top_rows(assoc, oid, n))
+    for t in top.values():
+        keys |= _keys(t)
     return keys
 
 

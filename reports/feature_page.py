@@ -23,7 +23,6 @@ from reports.context import (
     feature_link,
     flag_html,
     p_cell,
-    p_scale,
     rank_text,
     unit_name,
 )
@@ -164,11 +163,9 @@ def _provenance(row: Row) -> str:
 
 
 def _activation(d: ReportData, key: FeatureKey) -> str:
-    s = d.stats
-    rows = s[(s["modality"] == key[0]) & (s["unit"] == key[1]) & (s["feature_id"] == key[2])].to_dict("records")
-    if not rows:
+    r = d.stats_of.get(key)
+    if r is None:
         return "<h2>Activation</h2><p>No activation statistics.</p>"
-    r = rows[0]
     get = r.get
     items = {
         "studies": integer(get("n_studies")),
@@ -184,22 +181,21 @@ def _activation(d: ReportData, key: FeatureKey) -> str:
 
 
 def _associations(d: ReportData, key: FeatureKey) -> str:
-    a = d.assoc
-    rows = a[(a["modality"] == key[0]) & (a["unit"] == key[1]) & (a["feature_id"] == key[2])]
-    if rows.empty:
+    page = d.by_feature.get(key)
+    if page is None or not page.rows:
         return "<h2>Associations</h2><p>No association rows.</p>"
     names = dict(zip(d.outcomes["outcome_id"], d.outcomes["name"], strict=True))
-    order = {o: i for i, o in enumerate(d.outcomes["outcome_id"])}
-    rows = rows.assign(_o=rows["outcome_id"].map(order)).sort_values("_o", kind="mergesort")
-    scale = p_scale(rows)
-    body = "".join(_assoc_row(r, names, scale) for r in rows.to_dict("records"))
+    body = "".join(_assoc_row(r, names, page.scale) for r in page.rows)
+    shown = "" if page.n_all == len(page.rows) else (
+        f'<p class="muted">{integer(len(page.rows))} of {integer(page.n_all)} outcomes: the ranked ones, '
+        "then the smallest p-values; all rows are in the associations artifact.</p>")
     head = (
         '<thead><tr><th>Outcome</th><th class="num">Rank</th><th class="num">Exposed '
         '(%)</th><th class="num">Exposed cases</th><th class="num">P(outcome | cohort) '
         'vs baseline</th><th class="num">OR (95% CI)</th><th class="num">p</th>'
         '<th class="num">q</th><th>Flag</th></tr></thead>'
     )
-    return f'<h2>Associations</h2><table class="sortable">{head}<tbody>{body}</tbody></table>'
+    return f'<h2>Associations</h2>{shown}<table class="sortable">{head}<tbody>{body}</tbody></table>'
 
 
 def _assoc_row(r: Row, names: Row, scale: float) -> str:

@@ -11,10 +11,10 @@ INTERPRETATIONS, FEATURE_STATS) plus two small tables built by the report task.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -33,7 +33,6 @@ from reports.context import (
     page_name,
     rank_text,
     replicated_text,
-    top_rows,
     unit_name,
 )
 from reports.feature_page import feature_html, footer_html
@@ -69,9 +68,12 @@ def render_report(
     index.write_text(index_html(data, run_info, cfg), encoding="utf-8")
     written = [index]
     reports = normalise_reports(top_reports)
+    per_page = {(str(m), str(u), int(f)): g for (m, u, f), g in cast(
+        Iterable[tuple[tuple[str, str, float], pd.DataFrame]], reports.groupby(["modality", "unit", "feature_id"]))}
     for key in sorted(data.pages):
         path = out_dir / "features" / page_name(*key)
-        path.write_text(feature_html(data, key, reports, run_info, cfg), encoding="utf-8")
+        page_reports = per_page.get(key, reports.iloc[0:0])
+        path.write_text(feature_html(data, key, page_reports, run_info, cfg), encoding="utf-8")
         written.append(path)
     return written
 
@@ -137,13 +139,12 @@ def _methods(d: ReportData) -> str:
     return f'<details class="note" open><summary>Methods</summary><dl>{items}</dl></details>'
 
 
-
 def _outcomes_section(d: ReportData) -> str:
-    a = d.assoc
+    ranked = d.assoc[d.assoc["rank"].notna()].groupby("outcome_id").size()
     rows = []
     for o in d.outcomes.to_dict("records"):
         oid = str(o["outcome_id"])
-        sub = a[a["outcome_id"] == oid]
+        n_ranked = int(ranked.get(oid, 0))
         n_an = _analysed(o)
         base = o["n_cases"] / n_an if n_an else None
         rows.append(
@@ -155,7 +156,7 @@ def _outcomes_section(d: ReportData) -> str:
             + td(integer(o["n_excluded_followup"]), o["n_excluded_followup"], "num")
             + td(integer(o["n_cases"]), o["n_cases"], "num")
             + td(pct(base), base, "num")
-            + td(integer(sub["rank"].notna().sum()), sub["rank"].notna().sum(), "num")
+            + td(integer(n_ranked), n_ranked, "num")
             + "</tr>"
         )
     head = _thead(
@@ -192,7 +193,7 @@ def _thead(names: list[str], numeric: set[int]) -> str:
 # ---------------------------------------------------------------- per outcome
 def _outcome_top(d: ReportData, o: Row, n: int) -> str:
     oid = str(o["outcome_id"])
-    rows = top_rows(d.assoc, oid, n)
+    rows = d.top_rows(oid)
     title = (
         f'<h2 id="{_anchor(oid)}">{esc(o["name"])} <span class="muted">'
         f"within {_window(o['window_years'])}</span></h2>"
@@ -244,7 +245,6 @@ def grouped_rows(d: ReportData, rows: pd.DataFrame) -> list[tuple[Row, bool]]:
     (flagged True: shown under the family, not as findings of their own)."""
     recs = rows.to_dict("records")
     fams = {(r["modality"], int(r["feature_id"]), r["outcome_id"]) for r in recs if r["unit"] == "family"}
-    a = d.assoc
     out: list[tuple[Row, bool]] = []
     for r in recs:
         fam = d.family_of.get((r["modality"], int(r["feature_id"]))) if r["unit"] == "feature" else None
@@ -252,13 +252,8 @@ def grouped_rows(d: ReportData, rows: pd.DataFrame) -> list[tuple[Row, bool]]:
             continue  # shown under its family
         out.append((r, False))
         if r["unit"] == "family":
-            info = d.families.get((r["modality"], int(r["feature_id"])))
-            ids = [int(m) for m in as_list(None if info is None else info.get("members"))]
-            sub = a[(a["modality"] == r["modality"]) & (a["unit"] == "feature") & a["feature_id"].isin(ids)
-                    & (a["outcome_id"] == r["outcome_id"])]
-            order = {m: i for i, m in enumerate(ids)}
-            sub = sub.assign(_o=sub["feature_id"].map(order)).sort_values("_o", kind="mergesort")
-            out += [(m, True) for m in sub.drop(columns="_o").to_dict("records")]
+            key = (str(r["modality"]), int(r["feature_id"]), str(r["outcome_id"]))
+            out += [(m, True) for m in d.member_rows.get(key, [])]
     return out
 
 

@@ -30,12 +30,12 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from data_contracts.checksums import MISSING, ChecksumMemo
-from data_contracts.config import ModalityConfig
+from data_contracts.config import ModalityConfig, PrecomputedConfig
 from data_contracts.embedding_cache import EmbeddingCache, check_month, study_months
 from data_contracts.schemas import EMBEDDINGS, QUARANTINE
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from data_contracts.validate import absolute_image_path, quarantine_rows
-from models.encoders import Encoder, EncodeResult, build_encoder, shared_encoder
+from models.encoders import Encoder, EncodeResult, build_encoder, precomputed, shared_encoder
 from tasks.progress import progress_bar
 from tasks.stage import log, run_stage
 
@@ -131,7 +131,10 @@ def _cache(store: ArtifactStore, modality: ModalityConfig, encoder: Encoder) -> 
 
 def plan_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
             since: str | None = None, until: str | None = None, images_root: str | None = None) -> list[str]:
-    """Months in [since, until] that still have studies to embed."""
+    """Months in [since, until] that still have studies to embed (none for precomputed
+    embeddings: the file is their cache)."""
+    if isinstance(modality.encoder, PrecomputedConfig):
+        return []
     encoder = _encoder(modality)
     frame = studies_frame(store, studies, modality, images_root)
     todo = pending(_cache(store, modality, encoder), frame, select_months(frame["month"], since, until))
@@ -141,7 +144,10 @@ def plan_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig
 def pending_counts(store: ArtifactStore, studies: pd.DataFrame, modality: ModalityConfig,
                    since: str | None = None, until: str | None = None,
                    images_root: str | None = None) -> dict[str, int]:
-    """{month: studies without a committed vector or error for their content} within [since, until]."""
+    """{month: studies without a committed vector or error for their content} within
+    [since, until] (none for precomputed embeddings)."""
+    if isinstance(modality.encoder, PrecomputedConfig):
+        return {}
     frame = frame_of(studies, modality, images_root)
     todo = pending(_cache(store, modality, _encoder(modality)), frame, select_months(frame["month"], since, until))
     return {str(m): int(n) for m, n in todo["month"].value_counts().sort_index().items()}
@@ -198,6 +204,8 @@ def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfi
     """The `embeddings` artifact for every study; computes only what the cache lacks.
     `images_root`: the studies file's folder (relative image paths); not a parameter of
     the artifact, which depends on the images' content (in the studies version)."""
+    if isinstance(modality.encoder, PrecomputedConfig):
+        return precomputed_fn(store, studies, modality, modality.encoder)
     encoder = _encoder(modality)
     identity = encoder.identity()
     params = {"modality": modality.modality, "encoder": identity}
@@ -210,6 +218,40 @@ def embed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfi
                   _SOURCE_COLUMN[modality.modality])
 
     return run_stage(store, "embeddings", EMBEDDINGS.key, [studies], params, build)
+
+
+def precomputed_fn(store: ArtifactStore, studies: ArtifactRef, modality: ModalityConfig,
+                   cfg: PrecomputedConfig) -> ArtifactRef:
+    """The `embeddings` artifact read from a precomputed file, checked, in file order,
+    streamed batch by batch; studies that fail a check go to its quarantine table."""
+    layout = precomputed.file_layout(cfg)
+    params = {"modality": modality.modality, "encoder": precomputed.identity(cfg, layout)}
+    source = f"embed:{modality.modality}:precomputed:{layout.path}"
+
+    def build(w: ArtifactWriter) -> None:
+        wanted = store.read_table(studies, columns=["study_id"])["study_id"].astype(str).tolist()
+        scan = precomputed.scan_ids(layout, wanted, source)
+        quarantine = [scan.quarantine]
+        with w.table_writer("data", EMBEDDINGS) as write:
+            step = max(1, (2**31 - 1) // max(1, layout.dim))  # list<float32> offsets are int32
+            for ids, x, q in precomputed.iter_vectors(layout, scan.keep, source, cfg.batch_rows):
+                for s in range(0, len(x), step):
+                    write(pa.table({"study_id": pa.array(ids[s:s + step], pa.string()),
+                                    "embedding": list_array(x[s:s + step])}))
+                quarantine.append(q)
+        q_all = pd.concat([q for q in quarantine if len(q)] or [scan.quarantine], ignore_index=True)
+        w.write_table("quarantine", q_all, QUARANTINE)
+        log.info("embed %s (precomputed): %d studies quarantined, %d file rows name no study (ignored)",
+                 modality.modality, len(q_all), scan.n_ignored)
+
+    return run_stage(store, "embeddings", EMBEDDINGS.key, [studies], params, build)
+
+
+def list_array(x: np.ndarray) -> pa.ListArray:
+    """An (n, d) matrix as a list<float32> column without a per-row Python loop."""
+    n, d = x.shape
+    offsets = pa.array(np.arange(0, (n + 1) * d, d, dtype=np.int32) if n else np.zeros(1, np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(x, np.float32).reshape(-1)))
 
 
 def load_matrix(store: ArtifactStore, emb: ArtifactRef) -> tuple[np.ndarray, np.ndarray]:

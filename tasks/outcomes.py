@@ -4,19 +4,21 @@ source association and survival read their analysis population from."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
 from data_contracts.config import AssociationConfig, OutcomeSettings, load_outcome_definitions
 from data_contracts.schemas import OUTCOME_LABELS, STUDY_SPLIT
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
-from models.outcomes.labels import outcome_labels
+from models.outcomes.labels import iter_outcome_labels
 from models.outcomes.population import Population, population_arrays, study_population
-from models.stats.association import OutcomeMatrices
+from models.stats.association import OutcomeMatrices, matrices_from_parts
 from tasks.stage import run_stage
 
 
@@ -28,10 +30,31 @@ def outcomes_fn(
 
     def build(w: ArtifactWriter) -> None:
         st = store.read_table(studies, columns=["study_id", "subject_id", "study_time"])
-        ev = store.read_table(events)
-        w.write_table("data", outcome_labels(st, ev, defs, settings), OUTCOME_LABELS)
+        # Codes as categories: ~10 M events share a few thousand distinct codes.
+        ev = pq.read_table(data_path(store, events), read_dictionary=["code"]).to_pandas()
+        with w.table_writer("data", OUTCOME_LABELS) as write:  # a few outcomes at a time
+            for frame in coalesce(iter_outcome_labels(st, ev, defs, settings), ROW_GROUP):
+                write(frame)
 
     return run_stage(store, "outcome_labels", OUTCOME_LABELS.key, [studies, events], params, build)
+
+
+ROW_GROUP = 1 << 20  # label rows per parquet row group: few groups, each read at once
+
+
+def coalesce(frames: Iterable[pd.DataFrame], min_rows: int) -> Iterator[pd.DataFrame]:
+    """Consecutive frames concatenated into frames of at least `min_rows` (the last may
+    be smaller), in order."""
+    buf: list[pd.DataFrame] = []
+    n = 0
+    for f in frames:
+        buf.append(f)
+        n += len(f)
+        if n >= min_rows:
+            yield pd.concat(buf, ignore_index=True)
+            buf, n = [], 0
+    if buf:
+        yield pd.concat(buf, ignore_index=True)
 
 
 @task(name="outcome-labels", cache_policy=NONE)
@@ -52,7 +75,7 @@ def study_split_fn(store: ArtifactStore, labels: ArtifactRef, embeddings: Mappin
     params = {"split_frac": cfg.split_frac, "split_seed": cfg.split_seed, "modalities": sorted(embeddings)}
 
     def build(w: ArtifactWriter) -> None:
-        lab = store.read_table(labels, columns=LABEL_COLUMNS)
+        lab = label_population(store, labels)
         enc = {m: encoded_studies(store, r) for m, r in embeddings.items()}
         w.write_table("data", study_population(lab, enc, cfg.split_frac, cfg.split_seed), STUDY_SPLIT)
 
@@ -61,6 +84,79 @@ def study_split_fn(store: ArtifactStore, labels: ArtifactRef, embeddings: Mappin
 
 def encoded_studies(store: ArtifactStore, embeddings: ArtifactRef) -> np.ndarray:
     return store.read_table(embeddings, columns=["study_id"])["study_id"].to_numpy()
+
+
+def data_path(store: ArtifactStore, ref: ArtifactRef) -> Path:
+    """The artifact's `data` table file, checksum verified."""
+    return store.file_path(ref, store.manifest(ref)["tables"]["data"]["file"])
+
+
+_CATEGORICAL = ("study_id", "outcome_id", "sex")
+STUDY_COLUMNS = ["study_id", "subject_id", "outcome_id", "eligible", "event", "age_years", "sex"]
+
+
+def label_batches(path: Path, columns: list[str], batch_rows: int = 1 << 20) -> Iterator[pd.DataFrame]:
+    """OUTCOME_LABELS rows in batches, ids and sex as categoricals: a study x outcome table
+    of 60 M rows is never one frame, and its ids are never 60 M Python strings."""
+    pf = pq.ParquetFile(path, read_dictionary=[c for c in _CATEGORICAL if c in columns])
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        yield batch.to_pandas()
+
+
+def label_studies(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """(each study's first row (STUDY_COLUMNS, ids as str), every outcome id)."""
+    firsts, seen, outcomes = [], pd.Index([], dtype=object), set[str]()
+    for b in label_batches(path, STUDY_COLUMNS):
+        outcomes.update(str(o) for o in b["outcome_id"].unique())
+        new = b.drop_duplicates("study_id")
+        new = new.assign(study_id=new["study_id"].astype(object), outcome_id=new["outcome_id"].astype(object),
+                         sex=new["sex"].astype(object))
+        new = new[~new["study_id"].isin(seen)]
+        if len(new):
+            firsts.append(new)
+            seen = seen.append(pd.Index(new["study_id"]))
+    studies = pd.concat(firsts, ignore_index=True) if firsts else pd.DataFrame(columns=STUDY_COLUMNS)
+    return studies, sorted(outcomes)
+
+
+def read_outcome_matrices(store: ArtifactStore, ref: ArtifactRef) -> OutcomeMatrices:
+    """`outcome_matrices` of an outcome_labels artifact, read in batches."""
+    path = data_path(store, ref)
+    studies, outcomes = label_studies(path)
+    columns = ["study_id", "outcome_id", "event", "eligible", "time_days"]
+    present = pq.ParquetFile(path).schema_arrow.names
+    columns += [c for c in ("competing_event", "complete_followup") if c in present]  # older labels lack them
+    parts = label_batches(path, columns)
+    return matrices_from_parts(studies, outcomes, parts)
+
+
+def label_population(store: ArtifactStore, ref: ArtifactRef) -> pd.DataFrame:
+    """The label rows `study_population` depends on (LABEL_COLUMNS): the eligible cases
+    (the split's strata) and each study's first row (its patient); its result from these
+    equals its result from every row."""
+    path = data_path(store, ref)
+    hits = pq.read_table(path, columns=LABEL_COLUMNS, filters=[("eligible", "=", True), ("event", "=", True)])
+    return pd.concat([hits.to_pandas(), label_studies(path)[0][LABEL_COLUMNS]], ignore_index=True)
+
+
+def outcome_counts(store: ArtifactStore, ref: ArtifactRef, binary_controls: str = "all") -> pd.DataFrame:
+    """Per outcome (index outcome_id): eligible studies, cases, and the eligible event-free
+    studies the binary analyses leave out for short follow-up (none under 'all')."""
+    cols = ["n_eligible", "n_cases", "n_excluded_followup"]
+    short_rule = binary_controls == "complete_followup"
+    counts = []
+    for b in label_batches(data_path(store, ref), ["outcome_id", "eligible", "event", "complete_followup"]):
+        e = b[b["eligible"].to_numpy(bool)]
+        event = e["event"].to_numpy(bool)
+        short = ~event & ~e["complete_followup"].eq(True).to_numpy(bool) if short_rule else np.zeros(len(e), bool)
+        part = pd.DataFrame({"outcome_id": e["outcome_id"], "n_eligible": 1, "n_cases": event.astype(np.int64),
+                             "n_excluded_followup": short.astype(np.int64)})
+        counts.append(part.groupby("outcome_id", observed=True)[cols].sum())
+    if not counts:
+        return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in cols})
+    total = pd.concat(counts).groupby(level=0, observed=True).sum()
+    total.index = pd.Index(total.index.astype(str), name="outcome_id")
+    return total.astype(np.int64)
 
 
 def read_population(store: ArtifactStore, ref: ArtifactRef, om: OutcomeMatrices,

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -15,6 +16,7 @@ from data_contracts.storage import Storage, is_url
 from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from reports.html import render_report
 from tasks.interpret import report_texts
+from tasks.outcomes import data_path, outcome_counts
 from tasks.stage import run_stage
 
 
@@ -31,14 +33,10 @@ def _top_reports(
     return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
 
 
-def outcome_table(labels: pd.DataFrame, outcomes_path: Path, binary_controls: str) -> pd.DataFrame:
+def outcome_table(counts: pd.DataFrame, outcomes_path: Path) -> pd.DataFrame:
     """Per outcome: eligible studies, cases, and the eligible event-free studies the binary
-    analyses leave out for short follow-up (none under binary_controls 'all')."""
+    analyses leave out for short follow-up (counts: tasks.outcomes.outcome_counts)."""
     defs = load_outcome_definitions(outcomes_path)
-    elig = labels[labels["eligible"]]
-    short = ~elig["event"] & ~elig["complete_followup"] if binary_controls == "complete_followup" else False
-    counts = elig.assign(_short=short).groupby("outcome_id").agg(
-        n_eligible=("study_id", "size"), n_cases=("event", "sum"), n_excluded_followup=("_short", "sum"))
     rows = [{"outcome_id": o.id, "name": o.name, "window_years": o.window_years} for o in defs.outcomes]
     zero = {"n_eligible": 0, "n_cases": 0, "n_excluded_followup": 0}
     return pd.DataFrame(rows).join(counts, on="outcome_id").fillna(zero).astype(
@@ -83,11 +81,13 @@ def report_fn(
         run_info = {"run": run_name, "associations": associations.version, "studies": studies.version}
         render_report(
             w.path("report"),
-            store.read_table(associations),
+            # The report shows the discovery half (ranks live there); validation enters
+            # through each row's `replicated`.
+            pq.read_table(data_path(store, associations), filters=[("split", "=", "discovery")]).to_pandas(),
             interp,
             stats,
             _top_reports(store, studies, {m: c for m, (_, c, _, _) in per_modality.items()}, cfg.n_top_reports),
-            outcome_table(store.read_table(labels), outcomes_path, _binary_controls(store, associations)),
+            outcome_table(outcome_counts(store, labels, _binary_controls(store, associations)), outcomes_path),
             run_info,
             cfg,
             store.read_table(survival) if survival is not None else None,

@@ -8,6 +8,7 @@ back a path even after the files behind it were deleted.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,14 +29,20 @@ def run_stage(
     params: Mapping[str, Any],
     build: Callable[[ArtifactWriter], None],
 ) -> ArtifactRef:
+    """Records are tagged (`stage`, `stage_event`: start | end | reused, `rows`) so that a
+    caller can time stages from the log, as benchmarks/scale.py does."""
     code = stage_code_digest(build.__module__)
     version = compute_version(kind, contract, inputs, params, code)
     found = store.lookup(kind, version, inputs)
     if found is not None:
-        log.info("%s %s: up to date, reused", kind, version)
+        log.info("%s %s: up to date, reused", kind, version,
+                 extra={"stage": kind, "stage_event": "reused", "rows": store.manifest(found).get("rows")})
         return found
-    log.info("%s %s: computing", kind, version)
+    log.info("%s %s: computing", kind, version, extra={"stage": kind, "stage_event": "start"})
+    t0 = time.perf_counter()
     with store.writer(kind, version, contract=contract, inputs=inputs, params=params, code=code) as (w, out):
         build(w)
-    log.info("%s %s: written", kind, version)
+    rows = w.tables["data"]["rows"] if "data" in w.tables else None
+    log.info("%s %s: written in %.1f s", kind, version, time.perf_counter() - t0,
+             extra={"stage": kind, "stage_event": "end", "rows": rows})
     return out[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
 
@@ -17,24 +18,24 @@ from data_contracts.schemas import ASSOCIATION_METHODS, ASSOCIATIONS, KM_CURVES,
 from data_contracts.store import MANIFEST, ArtifactRef, ArtifactStore, ArtifactWriter
 from models.outcomes.population import population_arrays
 from models.stats.activation_sd import activation_matrix
-from models.stats.association import associate_splits, exposure_matrix, outcome_matrices
+from models.stats.association import OutcomeMatrices, associate_splits, exposure_matrix, outcome_matrices
 from models.stats.methods import association_methods
 from models.stats.survival import YEAR_DAYS, survival_hits, top_hits
 from models.stats.units import from_columns, to_columns, unit_columns
-from tasks.outcomes import read_population, table_source
+from tasks.outcomes import data_path, read_outcome_matrices, read_population, table_source
 from tasks.stage import run_stage
 
 
 def associate_frame(
     feature_stats: Mapping[str, pd.DataFrame], cohorts: Mapping[str, pd.DataFrame],
-    population: pd.DataFrame, labels: pd.DataFrame, cfg: AssociationConfig,
+    population: pd.DataFrame, labels: pd.DataFrame | OutcomeMatrices, cfg: AssociationConfig,
     activations: Mapping[str, pd.DataFrame] | None = None, source: str = "study_split",
 ) -> pd.DataFrame:
     """ASSOCIATIONS rows of every modality and unit (feature, family), sorted by split,
-    modality, outcome and rank. population: STUDY_SPLIT rows (read from `source`);
-    `activations` (study_id, unit, feature_id, value per modality: feature and family
-    activations) only with cfg.or_per_sd."""
-    om = outcome_matrices(labels)
+    modality, outcome and rank. population: STUDY_SPLIT rows (read from `source`); labels:
+    OUTCOME_LABELS rows or their matrices; `activations` (study_id, unit, feature_id, value
+    per modality: feature and family activations) only with cfg.or_per_sd."""
+    om = labels if isinstance(labels, OutcomeMatrices) else outcome_matrices(labels)
     pop = population_arrays(population, om.study_ids, om.subject_ids, list(feature_stats), source)
     exposures, columns = {}, {}
     for modality, stats in feature_stats.items():
@@ -79,9 +80,9 @@ def associate_fn(
     params = {"association": cfg.model_dump(), "modalities": sorted(cohorts)}
 
     def build(w: ArtifactWriter) -> None:
-        lab = store.read_table(labels)
+        lab = read_outcome_matrices(store, labels)
         stats = {m: store.read_table(s) for m, (s, _) in cohorts.items()}
-        coh = {m: store.read_table(c) for m, (_, c) in cohorts.items()}
+        coh = {m: exposed_rows(store, c) for m, (_, c) in cohorts.items()}
         pop = store.read_table(split)
         acts = {m: unit_activations(store.read_table(a), store.read_table(f, "activations"))
                 for m, (a, f) in acts_in.items()} if acts_in else None
@@ -116,8 +117,11 @@ def survival_fn(
     params = {"survival": cfg.model_dump(), "windows": windows}
 
     def build(w: ArtifactWriter) -> None:
-        hits = top_hits(store.read_table(assoc), cfg.top_per_outcome)
-        om = outcome_matrices(store.read_table(labels))
+        ranked = pq.read_table(data_path(store, assoc),
+                               columns=["modality", "unit", "feature_id", "outcome_id", "split", "rank"],
+                               filters=[("split", "=", "discovery"), ("rank", "<=", cfg.top_per_outcome)])
+        hits = top_hits(ranked.to_pandas(), cfg.top_per_outcome)
+        om = read_outcome_matrices(store, labels)
         pop = read_population(store, split, om, sorted(cohorts))
         exposed = {m: _exposed_masks(store, ref, om.study_ids, hits[hits["modality"] == m])
                    for m, ref in cohorts.items()}
@@ -134,12 +138,27 @@ def survival_fn(
 
 def _exposed_masks(store: ArtifactStore, ref: ArtifactRef, study_ids: np.ndarray,
                    hits: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:
-    c = store.read_table(ref, columns=["unit", "feature_id", "study_id", "role"])
-    c = c[(c["role"] == "exposed")]
-    by_unit = dict(tuple(c.groupby(["unit", "feature_id"])))  # keys (unit, feature_id)
-    empty = c.iloc[0:0]
-    keys = {(str(u), int(f)) for u, f in zip(hits["unit"], hits["feature_id"], strict=True)}
-    return {k: np.isin(study_ids, by_unit.get(k, empty)["study_id"].to_numpy()) for k in keys}
+    """(unit, feature_id) -> exposed mask over study_ids, for every unit among the hits."""
+    c = exposed_rows(store, ref)
+    c = c[c["feature_id"].isin(hits["feature_id"].unique())]
+    # Positions by hashing, once: np.isin on string (object) ids compares every study with
+    # every exposed id (numpy's loop for object arrays), quadratic at hospital scale.
+    pos = pd.Index(study_ids).get_indexer(c["study_id"].to_numpy(object))
+    c = c.assign(_pos=pos)[pos >= 0]
+    by_unit = {(str(u), int(f)): g["_pos"].to_numpy() for (u, f), g in c.groupby(["unit", "feature_id"])}
+    masks = {}
+    for key in {(str(u), int(f)) for u, f in zip(hits["unit"], hits["feature_id"], strict=True)}:
+        mask = np.zeros(len(study_ids), bool)
+        mask[by_unit.get(key, np.zeros(0, np.int64))] = True
+        masks[key] = mask
+    return masks
+
+
+def exposed_rows(store: ArtifactStore, cohorts: ArtifactRef) -> pd.DataFrame:
+    """The exposed rows of a cohorts artifact (unit, feature_id, study_id, role): the
+    control samples are not read."""
+    return pq.read_table(data_path(store, cohorts), columns=["unit", "feature_id", "study_id", "role"],
+                         filters=[("role", "=", "exposed")]).to_pandas()
 
 
 def _check_same_split(store: ArtifactStore, assoc: ArtifactRef, split: ArtifactRef) -> None:

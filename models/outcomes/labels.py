@@ -30,6 +30,10 @@ Index date = study time. For each outcome (code prefixes):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import cast
+
+import numpy as np
 import pandas as pd
 
 from data_contracts.config import OutcomeDefinition, OutcomeDefinitions, OutcomeSettings
@@ -66,6 +70,34 @@ def undated_onsets(events: pd.DataFrame, outcome: OutcomeDefinition) -> pd.Index
     return pd.Index(events.loc[hit, "subject_id"].unique())
 
 
+def onsets_by_outcome(events: pd.DataFrame, outcomes: OutcomeDefinitions
+                      ) -> tuple[dict[str, pd.Series], dict[str, pd.Index]]:
+    """`first_onsets` and `undated_onsets` of every outcome in one pass over the events:
+    each distinct code is matched against the prefixes once (a hospital has ~10 M events
+    but few thousand codes), then one group-by over the matching events gives every first
+    onset and the subjects with an undated record."""
+    codes, uniques = pd.factorize(events["code"])
+    names = pd.Series(np.asarray(uniques, dtype=object))
+    match = np.zeros((len(names), len(outcomes.outcomes)), bool)
+    for j, o in enumerate(outcomes.outcomes):
+        match[:, j] = names.str.startswith(tuple(o.codes), na=False).to_numpy(bool)
+    pair_code, pair_outcome = np.nonzero(match)  # (distinct code, outcome) pairs that match
+    any_match = np.asarray(match.any(axis=1), bool)
+    rows = np.flatnonzero((codes >= 0) & any_match[np.maximum(codes, 0)])
+    hits = pd.DataFrame({"code": codes[rows], "row": rows}).merge(
+        pd.DataFrame({"code": pair_code, "outcome": pair_outcome}), on="code")
+    at = hits["row"].to_numpy()
+    found = pd.DataFrame({"outcome": hits["outcome"].to_numpy(), "subject_id": events["subject_id"].to_numpy()[at],
+                          "time": events["time"].to_numpy()[at]})
+    dated = found["time"].notna().to_numpy()
+    first = found[dated].groupby(["outcome", "subject_id"])["time"].min()
+    empty = events.iloc[0:0].groupby("subject_id")["time"].min()
+    by_outcome = {int(cast(int, k)): g.droplevel("outcome") for k, g in first.groupby(level="outcome", sort=False)}
+    nodate = {int(cast(int, k)): pd.Index(g.unique()) for k, g in found[~dated].groupby("outcome")["subject_id"]}
+    return ({o.id: by_outcome.get(i, empty) for i, o in enumerate(outcomes.outcomes)},
+            {o.id: nodate.get(i, pd.Index([])) for i, o in enumerate(outcomes.outcomes)})
+
+
 def _study_problems(base: pd.DataFrame, data_end: pd.Timestamp, known: pd.Index) -> tuple[pd.Series, pd.Series]:
     """(flags, contradicted) per study: what the events say about the study itself."""
     day = base["index_time"].dt.normalize()
@@ -92,6 +124,17 @@ def outcome_labels(
     settings: OutcomeSettings,
 ) -> pd.DataFrame:
     """One row per study x outcome (OUTCOME_LABELS contract)."""
+    return pd.concat(list(iter_outcome_labels(studies, events, outcomes, settings)), ignore_index=True)
+
+
+def iter_outcome_labels(
+    studies: pd.DataFrame,
+    events: pd.DataFrame,
+    outcomes: OutcomeDefinitions,
+    settings: OutcomeSettings,
+) -> Iterator[pd.DataFrame]:
+    """`outcome_labels` one outcome at a time (a study's rows of that outcome), so a
+    writer can stream 300 outcomes x 200,000 studies without holding them."""
     subj = subject_table(events, settings)
     data_end = events["time"].max()
     base = studies[["study_id", "subject_id", "study_time"]].rename(columns={"study_time": "index_time"})
@@ -100,13 +143,16 @@ def outcome_labels(
     base["followup_end"] = end.clip(upper=data_end)
     base["age_years"] = (base["index_time"] - base["birth"]).dt.days / 365.25
     base["_problems"], base["_contradicted"] = _study_problems(base, data_end, subj.index)
-    frames = [_label_one(base, first_onsets(events, o), undated_onsets(events, o), o, settings)
-              for o in outcomes.outcomes]
-    return pd.concat(frames, ignore_index=True)
+    onsets, undated = onsets_by_outcome(events, outcomes)
+    # The patient order of the one-study-per-patient rule is the same for every outcome.
+    order = np.lexsort((base["study_id"].to_numpy(), base["index_time"].to_numpy(), base["subject_id"].to_numpy()))
+    for o in outcomes.outcomes:
+        yield _label_one(base, onsets[o.id], undated[o.id], o, settings, order)
 
 
 def _label_one(
-    base: pd.DataFrame, onset: pd.Series, undated: pd.Index, o: OutcomeDefinition, settings: OutcomeSettings
+    base: pd.DataFrame, onset: pd.Series, undated: pd.Index, o: OutcomeDefinition, settings: OutcomeSettings,
+    order: np.ndarray | None = None,
 ) -> pd.DataFrame:
     df = base.copy()
     df["outcome_id"] = o.id
@@ -134,15 +180,16 @@ def _label_one(
                              & (df["death"] > df["index_time"]) & (df["death"] <= window_end))
     eligible = ~prior if o.exclude_prior else pd.Series(True, index=df.index)
     eligible = eligible & ~in_washout & ~df["_washout_cut"]
-    df["eligible"], df["flag"] = _eligibility(df, eligible & ~df["_contradicted"], settings)
+    df["eligible"], df["flag"] = _eligibility(df, eligible & ~df["_contradicted"], settings, order)
     cols = ["study_id", "subject_id", "outcome_id", "index_time", "prior", "eligible", "event",
             "time_days", "complete_followup", "competing_event", "age_years", "sex", "flag"]
     return df[cols]
 
 
 def _eligibility(
-    df: pd.DataFrame, eligible: pd.Series, settings: OutcomeSettings
+    df: pd.DataFrame, eligible: pd.Series, settings: OutcomeSettings, order: np.ndarray | None = None
 ) -> tuple[pd.Series, pd.Series]:
+    """`order`: row positions sorted by (subject, index time, study), if already known."""
     flags = df["_problems"].astype(object).copy()
     flags[df["prior"]] += "prior case;"
     flags[df["_undated"]] += "outcome recorded without a date (counted as prior);"
@@ -154,9 +201,13 @@ def _eligibility(
     flags[df["time_days"] <= 0] += "no follow-up after index;"
     eligible = eligible.copy()
     if settings.one_study_per_patient:
-        order = df.assign(_e=eligible).sort_values(["subject_id", "index_time", "study_id"])
-        first = order[order["_e"]].groupby("subject_id").head(1).index
-        later = eligible & ~df.index.isin(first)
+        if order is None:
+            order = np.lexsort((df["study_id"].to_numpy(), df["index_time"].to_numpy(), df["subject_id"].to_numpy()))
+        pos = order[eligible.to_numpy(bool)[order]]  # eligible rows in patient order
+        first = pos[~pd.Series(df["subject_id"].to_numpy()[pos]).duplicated().to_numpy()]
+        is_first = np.zeros(len(df), bool)
+        is_first[first] = True
+        later = eligible & ~is_first
         flags[later] += "later study of patient;"
         eligible &= ~later
     flags = flags.str.rstrip(";")

@@ -29,7 +29,8 @@ def study_population(labels: pd.DataFrame, encoded: Mapping[str, np.ndarray], fr
     studies = labels[["study_id", "subject_id"]].drop_duplicates("study_id").sort_values("study_id")
     ids = studies["study_id"].to_numpy()
     split = study_splits(labels, ids, frac, seed)
-    frames = [studies.assign(modality=m, split=split, encoded=np.isin(ids, np.asarray(enc)))
+    # pandas hashes; np.isin on string (object) ids compares every pair (quadratic)
+    frames = [studies.assign(modality=m, split=split, encoded=pd.Index(ids).isin(np.asarray(enc, dtype=object)))
               for m, enc in sorted(encoded.items())]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)

@@ -20,6 +20,7 @@ row, never dropped.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -76,25 +77,42 @@ class OutcomeMatrices:
 
 def outcome_matrices(labels: pd.DataFrame) -> OutcomeMatrices:
     """Pivot OUTCOME_LABELS rows into dense per-study arrays."""
-    studies = labels.drop_duplicates("study_id").sort_values("study_id")
+    return matrices_from_parts(labels.drop_duplicates("study_id"), labels["outcome_id"].unique(), [labels])
+
+
+def matrices_from_parts(studies: pd.DataFrame, outcome_ids: Iterable[str], parts: Iterable[pd.DataFrame]
+                        ) -> OutcomeMatrices:
+    """`outcome_matrices` from label rows that arrive in parts (e.g. parquet batches, so
+    60 M rows are never one frame). `studies`: each study's first label row (its patient,
+    age and sex); `outcome_ids`: every outcome in the parts. Columns may be categorical."""
+    studies = studies.assign(study_id=np.asarray(studies["study_id"], dtype=object)).sort_values("study_id")
     sid = pd.Index(studies["study_id"])
-    outcomes = sorted(labels["outcome_id"].unique())
-    r = sid.get_indexer(labels["study_id"])
-    c = pd.Index(outcomes).get_indexer(labels["outcome_id"])
+    outcomes = sorted(str(o) for o in outcome_ids)
+    o_index = pd.Index(outcomes)
     shape = (len(sid), len(outcomes))
     Y, M, T = np.zeros(shape, bool), np.zeros(shape, bool), np.full(shape, np.nan)
-    Y[r, c] = labels["event"].to_numpy(bool)
-    M[r, c] = labels["eligible"].to_numpy(bool)
-    T[r, c] = pd.to_numeric(labels["time_days"], errors="coerce").to_numpy(np.float64)
-    C = np.zeros(shape, bool)
-    if "competing_event" in labels.columns:  # labels written before contract 3 have none
-        C[r, c] = labels["competing_event"].fillna(False).to_numpy(bool)
+    C, K = np.zeros(shape, bool), np.ones(shape, bool)
+    for part in parts:
+        r, c = _positions(sid, part["study_id"]), _positions(o_index, part["outcome_id"])
+        Y[r, c] = part["event"].to_numpy(bool)
+        M[r, c] = part["eligible"].to_numpy(bool)
+        T[r, c] = pd.to_numeric(part["time_days"], errors="coerce").to_numpy(np.float64)
+        if "competing_event" in part.columns:  # labels written before contract 3 have none
+            C[r, c] = part["competing_event"].eq(True).to_numpy(bool)
+        if "complete_followup" in part.columns:
+            K[r, c] = ~part["complete_followup"].eq(False).to_numpy(bool)  # unknown: complete
     age = pd.to_numeric(studies["age_years"], errors="coerce").to_numpy(np.float64)
-    male = studies["sex"].map({"M": 1.0, "F": 0.0}).astype(float).to_numpy()
-    K = np.ones(shape, bool)
-    if "complete_followup" in labels.columns:
-        K[r, c] = labels["complete_followup"].fillna(True).to_numpy(bool)
+    male = studies["sex"].astype(object).map({"M": 1.0, "F": 0.0}).astype(float).to_numpy()
     return OutcomeMatrices(sid.to_numpy(), studies["subject_id"].to_numpy(), outcomes, Y, M, T, age, male, C, K)
+
+
+def _positions(index: pd.Index, values: pd.Series) -> np.ndarray:
+    """index.get_indexer(values); a categorical column is looked up once per category."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes = values.cat.codes.to_numpy()
+        found = index.get_indexer(pd.Index(np.asarray(values.cat.categories, dtype=object)))
+        return np.where(codes >= 0, found[codes], -1)
+    return index.get_indexer(pd.Index(values))
 
 
 def exposure_matrix(exposed: pd.DataFrame, study_ids: np.ndarray, n_features: int) -> sp.csc_matrix:

@@ -153,14 +153,31 @@ def fit_exposed(mo: Moments, Zx: list[np.ndarray], yx: list[np.ndarray], eta0x: 
     converged = np.zeros(B, bool)
     for _ in range(max_iter):
         grad, info = _score_info(mo, theta, Zp, Yp, Ep, Wp)
-        step = np.linalg.solve(info, grad[..., None])[..., 0]
+        step = _solve(info, grad[..., None])[..., 0]
         big = np.abs(step).max(axis=1, keepdims=True)
         theta += step * np.minimum(1.0, MAX_STEP / np.maximum(big, 1e-300))  # direction kept, as logistic.py
-        converged = np.abs(step).max(axis=1) < tol
+        converged = np.abs(step).max(axis=1) < tol  # False where the step is NaN
         if converged.all():
             break
     _, info = _score_info(mo, theta, Zp, Yp, Ep, Wp)
-    return theta, np.linalg.inv(info), converged, truncation_bound(mo, theta[:, :k])
+    eye = np.broadcast_to(np.eye(k + 1), info.shape)
+    return theta, _solve(info, eye), converged, truncation_bound(mo, theta[:, :k])
+
+
+def _solve(A: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Batched solve in which a singular matrix gives NaN for its own pair instead of
+    failing the batch: a start far out (fitted probabilities 0 or 1) makes the
+    information singular, and such a pair, never converged, goes to the direct fit."""
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        out = np.full(np.broadcast_shapes(A.shape[:-2], b.shape[:-2]) + A.shape[-1:] + b.shape[-1:], np.nan)
+        for i in range(len(out)):
+            try:
+                out[i] = np.linalg.solve(A[i], b[i])
+            except np.linalg.LinAlgError:
+                continue
+        return out
 
 
 def _score_info(mo: Moments, theta: np.ndarray, Zp: np.ndarray, Yp: np.ndarray, Ep: np.ndarray,

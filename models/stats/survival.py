@@ -24,12 +24,21 @@ from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 from lifelines.statistics import logrank_test
 
 from models.outcomes.population import Population
+from models.stats.cox import efron_cox
 
 YEAR_DAYS = 365.25
 GROUPS = (("exposed", 1), ("unexposed", 0))
 
 
 def cox_fit(df: pd.DataFrame, duration: str, event: str, covariates: list[str]) -> pd.DataFrame | None:
+    """CoxPH (Efron ties) summary, or None when it cannot be fitted: the vectorised fit
+    (models/stats/cox.py), and lifelines where that one does not converge."""
+    fast = efron_cox(df[duration].to_numpy(np.float64), df[event].to_numpy(), df[covariates].to_numpy(np.float64),
+                     list(covariates))
+    return fast if fast is not None else lifelines_cox(df, duration, event, covariates)
+
+
+def lifelines_cox(df: pd.DataFrame, duration: str, event: str, covariates: list[str]) -> pd.DataFrame | None:
     """lifelines CoxPH (Efron ties) summary, or None when it cannot be fitted.
 
     lifelines' Newton steps can overshoot on small, strongly associated groups and stop

@@ -385,6 +385,24 @@ def test_family_is_one_row_with_its_members_under_it(tmp_path: Path) -> None:
     assert "Member of" in member_page and page_name("report", "family", 3) in member_page
 
 
+def test_feature_page_rows_are_capped_ranked_first(tmp_path: Path) -> None:
+    assoc = _roundtrip(_associations(), ASSOCIATIONS.schema)
+    render_report(tmp_path, assoc, _roundtrip(_interpretations(), INTERPRETATIONS.schema),
+                  _stats(), _top_reports(), OUTCOMES, {"run": "t"}, ReportConfig(feature_page_rows=1))
+    page = _text(tmp_path / "features" / page_name("report", "feature", 3))
+    table = page.split("<h2>Associations</h2>", 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr") == 1 + 1  # header + the one row shown
+    assert "Primary liver cancer" in table  # the ranked outcome wins the only place
+    assert "1 of 2 outcomes" in page
+    uncapped = tmp_path / "all"
+    render_report(uncapped, assoc, _roundtrip(_interpretations(), INTERPRETATIONS.schema),
+                  _stats(), _top_reports(), OUTCOMES, {"run": "t"}, ReportConfig(feature_page_rows=2))
+    full = _text(uncapped / "features" / page_name("report", "feature", 3))
+    assert " of 2 outcomes" not in full
+    body = full.split("<h2>Associations</h2>", 1)[1].split("</table>", 1)[0]
+    assert body.index("Primary liver cancer") < body.index("First heart failure")  # the outcomes' order
+
+
 def test_methods_table_is_printed_as_given(tmp_path: Path) -> None:
     from data_contracts.config import AssociationConfig
     from models.stats.methods import association_methods

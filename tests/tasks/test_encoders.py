@@ -17,7 +17,7 @@ from data_contracts.embedding_cache import EmbeddingCache
 from data_contracts.store import ArtifactStore
 from models.encoders.base import EncodeResult, Modality, ProgressFn
 from tasks import encoders as embed_mod
-from tasks.encoders import embed_fn, fill_fn, load_matrix, plan_fn, split_partitions
+from tasks.encoders import embed_fn, fill_fn, load_matrix, pending_counts, plan_fn, split_partitions
 from tasks.ingest import ingest_studies_fn
 
 DIM = 6
@@ -154,6 +154,46 @@ def test_split_partitions() -> None:
     assert split_partitions(months, 5) == [[m] for m in months]
     assert split_partitions([], 3) == []
 
+
+
+def test_precomputed_file_becomes_the_embeddings_artifact(tmp_path: Path) -> None:
+    from data_contracts.config import PrecomputedConfig
+    from tests.models.encoders.test_precomputed import _fixed
+
+    store = ArtifactStore(tmp_path / "store")
+    st = ingest_studies_fn(store, _studies(tmp_path, ["2024-01"], per_month=4))
+    x = np.random.default_rng(0).standard_normal((4, DIM)).astype(np.float32)
+    x[2, 1] = np.nan
+    ids = ["2024-01-3", "2024-01-0", "2024-01-2", "elsewhere-9"]  # 2024-01-1 has no row
+    path = _fixed(tmp_path / "emb.parquet", ids, x)
+    m = ModalityConfig(modality="image", encoder=PrecomputedConfig(path=path, batch_rows=2))
+    assert plan_fn(store, st, m) == [] and fill_fn(store, st, m, plan_fn(store, st, m)) == {}
+    assert pending_counts(store, store.read_table(st), m) == {}  # backfill --dry-run: nothing to embed
+    ref = embed_fn(store, st, m)
+    got_ids, mat = load_matrix(store, ref)
+    assert got_ids.tolist() == ["2024-01-3", "2024-01-0"]  # file order, checked rows only
+    np.testing.assert_array_equal(mat, x[:2])
+    q = store.read_table(ref, "quarantine").set_index("study_id")["reason"]
+    assert q.to_dict() == {"2024-01-1": "no vector in emb.parquet",
+                           "2024-01-2": f"non-finite or missing values in 1 of {DIM} dimensions"}
+    manifest = store.manifest(ref)
+    assert manifest["params"]["encoder"]["name"] == "precomputed" and manifest["rows"] == 2
+    assert embed_fn(store, st, m) == ref  # same file: reused
+    _fixed(path, ids, x + 1)
+    assert embed_fn(store, st, m).version != ref.version  # another file content: new embeddings
+
+
+def test_precomputed_path_resolves_against_the_config(tmp_path: Path) -> None:
+    import yaml
+
+    from data_contracts.config import load_run_config
+
+    (tmp_path / "cfg").mkdir()
+    raw = {"store": "store", "inputs": {"studies": "s.parquet", "events": "e.parquet", "outcomes": "o.yaml"},
+           "modalities": [{"modality": "report", "encoder": {"name": "precomputed", "path": "vec/q.parquet"}}]}
+    (tmp_path / "cfg" / "run.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_run_config(tmp_path / "cfg" / "run.yaml")
+    assert cfg.modalities[0].encoder.path == (tmp_path / "cfg" / "vec" / "q.parquet").resolve()  # type: ignore[union-attr]
 
 
 def test_corrected_report_under_the_same_study_id_is_embedded_again(tmp_path: Path,

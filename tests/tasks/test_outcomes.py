@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from data_contracts.config import AssociationConfig, SurvivalConfig
 from data_contracts.errors import ContractError
 from data_contracts.schemas import COHORTS, EMBEDDINGS, FEATURE_STATS, OUTCOME_LABELS, Contract
-from data_contracts.store import ArtifactRef, ArtifactStore
+from data_contracts.store import ArtifactRef, ArtifactStore, ArtifactWriter
 from models.outcomes.split import study_splits
 from tasks.outcomes import study_split_fn
 from tasks.stats import associate_fn, survival_fn
@@ -103,3 +105,80 @@ def test_association_and_survival_analyse_the_same_studies(tmp_path: Path) -> No
     other = study_split_fn(store, lab, embs, acfg.model_copy(update={"split_seed": 6}))
     with pytest.raises(ContractError, match="study_split"):
         survival_fn(store, lab, assoc, other, cohorts, outcomes, SurvivalConfig())
+
+
+def _many_labels(seed: int) -> pd.DataFrame:
+    """Labels of 3 outcomes x 300 studies, rows shuffled (any order must read the same)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for o in ("b", "a", "c"):
+        df = _labels(rng, rng.uniform(size=N) < 0.3).assign(outcome_id=o)
+        frames.append(df.iloc[:300].assign(subject_id=np.arange(300) // 3))
+    lab = pd.concat(frames, ignore_index=True)
+    lab.loc[lab.index[::7], "sex"] = None
+    lab.loc[lab.index[::11], "time_days"] = np.nan
+    lab["competing_event"] = ~lab["event"] & (lab.index % 5 == 0)
+    return lab.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def write_parts(w: ArtifactWriter, parts: Iterator[pd.DataFrame]) -> None:
+    with w.table_writer("data", OUTCOME_LABELS) as write:
+        for part in parts:
+            assert len(part) == 300  # whole frames of at least 250 rows
+            write(part)
+
+
+def test_labels_read_in_batches_equal_the_whole_table(tmp_path: Path) -> None:
+    from models.outcomes.population import study_population
+    from models.stats.association import outcome_matrices
+    from tasks import outcomes as out_mod
+
+    labels = _many_labels(3)
+    store = ArtifactStore(tmp_path / "store")
+    parts = out_mod.coalesce((labels.iloc[i:i + 100] for i in range(0, len(labels), 100)), 250)
+    with store.writer("outcome_labels", "v", contract=OUTCOME_LABELS.key, inputs=[], params={}) as (w, refs):
+        write_parts(w, parts)
+    ref = refs[0]
+    assert pq.ParquetFile(out_mod.data_path(store, ref)).num_row_groups == 3
+    want = outcome_matrices(labels)
+    got = out_mod.read_outcome_matrices(store, ref)
+    assert got.competing.any()
+    assert got.complete is not None and not got.complete.all()
+    for name in ("study_ids", "subject_ids", "Y", "M", "T", "age", "male", "competing", "complete"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    assert got.outcome_ids == want.outcome_ids == ["a", "b", "c"]
+    subset = out_mod.label_population(store, ref)
+    assert len(subset) < len(labels)
+    enc = {"image": labels["study_id"].unique()[::2]}
+    pd.testing.assert_frame_equal(study_population(subset, enc, 0.5, 4), study_population(labels, enc, 0.5, 4))
+    elig = labels[labels["eligible"]].assign(short=lambda d: ~d["event"] & ~d["complete_followup"])
+    want_counts = elig.groupby("outcome_id").agg(n_eligible=("study_id", "size"), n_cases=("event", "sum"),
+                                                 n_excluded_followup=("short", "sum"))
+    assert want_counts["n_excluded_followup"].min() > 0
+    counts = out_mod.outcome_counts(store, ref, "complete_followup")
+    pd.testing.assert_frame_equal(counts.sort_index(), want_counts.sort_index(), check_dtype=False)
+    assert (out_mod.outcome_counts(store, ref)["n_excluded_followup"] == 0).all()  # binary_controls 'all'
+
+
+def test_exposed_masks_and_encoded_flags_equal_plain_membership(tmp_path: Path) -> None:
+    """The hashed lookups (np.isin on string ids is quadratic) give np.isin's answer:
+    survival's exposure per hit feature and study_split's `encoded` flag."""
+    from models.outcomes.population import study_population
+    from tasks.stats import _exposed_masks
+
+    rng = np.random.default_rng(2)
+    ids = np.array([f"st{i:04d}" for i in rng.permutation(N)], dtype=object)
+    exposed = [ids[rng.uniform(size=N) < p] for p in (0.1, 0.3, 0.0)]
+    exposed[1] = np.concatenate([exposed[1], ["not-a-labelled-study"]])
+    store = ArtifactStore(tmp_path / "store")
+    _, _, coh = _modality(store, "image", ids, exposed)
+    hits = pd.DataFrame({"unit": ["feature"] * 4 + ["family"], "feature_id": [0, 1, 2, 5, 0]})
+    masks = _exposed_masks(store, coh, ids, hits)
+    for f in (0, 1, 2):
+        np.testing.assert_array_equal(masks[("feature", f)], np.isin(ids, exposed[f]))
+    np.testing.assert_array_equal(masks[("family", 0)], np.isin(ids, exposed[0]))
+    assert masks[("feature", 0)].any() and not masks[("feature", 2)].any() and not masks[("feature", 5)].any()
+    labels = _labels(rng, rng.uniform(size=N) < 0.3)
+    enc = labels["study_id"].to_numpy(object)[::3]
+    pop = study_population(labels, {"image": enc}, 0.5, 0)
+    np.testing.assert_array_equal(pop["encoded"].to_numpy(bool), np.isin(pop["study_id"].to_numpy(), enc))

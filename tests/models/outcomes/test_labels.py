@@ -75,6 +75,65 @@ def test_one_study_per_patient() -> None:
     assert bool(lab_all.loc["c2", "eligible"])
 
 
+def _random_events(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_sub, n_ev = 60, 3000
+    codes = ["ICD10CM//C22.0", "ICD10CM//C22.1", "ICD10CM//C2", "ICD10CM//I50.9", "LAB//1", "MEDS_BIRTH", "GENDER//F"]
+    ev = pd.DataFrame({"subject_id": rng.integers(0, n_sub, n_ev),
+                       "time": pd.to_datetime(rng.integers(1.3e18, 1.7e18, n_ev)).astype("datetime64[us]"),
+                       "code": rng.choice(codes, n_ev)})
+    ev.loc[rng.uniform(size=n_ev) < 0.05, "time"] = pd.NaT  # static codes have no time
+    st = pd.DataFrame({"study_id": [f"s{i:03d}" for i in range(80)], "subject_id": rng.integers(0, n_sub, 80),
+                       "study_time": pd.to_datetime(rng.integers(1.4e18, 1.6e18, 80)).astype("datetime64[us]")})
+    return ev, st
+
+
+# Overlapping prefixes (C22 and C22.0 both match C22.0), a prefix matching nothing, two prefixes in one outcome.
+DEFS = OutcomeDefinitions(outcomes=(
+    OutcomeDefinition(id="liver", name="l", codes=("ICD10CM//C22",)),
+    OutcomeDefinition(id="liver0", name="l0", codes=("ICD10CM//C22.0",)),
+    OutcomeDefinition(id="nothing", name="n", codes=("ICD10CM//Z99",)),
+    OutcomeDefinition(id="either", name="e", codes=("ICD10CM//I50", "ICD10CM//C2")),
+))
+
+
+@pytest.mark.parametrize("categorical", [False, True])
+def test_onsets_in_one_pass_equal_one_outcome_at_a_time(categorical: bool) -> None:
+    from models.outcomes.labels import first_onsets, onsets_by_outcome, undated_onsets
+
+    ev, _ = _random_events(3)
+    if categorical:  # how the task reads the events artifact
+        ev = ev.assign(code=ev["code"].astype("category"))
+    got, undated = onsets_by_outcome(ev, DEFS)
+    plain = ev.assign(code=ev["code"].astype(object))
+    for o in DEFS.outcomes:
+        pd.testing.assert_series_equal(got[o.id], first_onsets(plain, o), check_names=False, check_index_type=False)
+        assert set(undated[o.id]) == set(undated_onsets(plain, o))
+    assert got["nothing"].empty and undated["nothing"].empty
+    assert len(undated["either"]) > 0  # some records of the outcome have no time
+
+
+def test_streamed_labels_equal_the_frame_and_patient_order_is_kept() -> None:
+    from models.outcomes.labels import iter_outcome_labels
+
+    ev, st = _random_events(5)
+    settings = OutcomeSettings()
+    parts = list(iter_outcome_labels(st, ev, DEFS, settings))
+    assert [p["outcome_id"].iloc[0] for p in parts] == [o.id for o in DEFS.outcomes]
+    whole = outcome_labels(st, ev, DEFS, settings)
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
+    # one study per patient: the first eligible study of each patient, by time then id
+    for oid, g in whole.groupby("outcome_id"):
+        # studies the events contradict (before birth, after death or the data) are never eligible
+        contradicted = g["flag"].fillna("").str.contains("study (?:before|after) the")
+        assert contradicted.any()
+        first = (g[~g["prior"] & ~contradicted].sort_values(["subject_id", "index_time", "study_id"])
+                 .groupby("subject_id").head(1))
+        assert set(g.loc[g["eligible"], "study_id"]) == set(first["study_id"]), oid
+
+
 def _washout_labels(washout_days: float) -> pd.DataFrame:
     """Studies on 2015-01-01; by hand: w1 first diagnosed after 30 days, w2 after 200 days,
     w3 dies after 60 days, w4 dies after 2 years (no event), w5 diagnosed after 1 year and

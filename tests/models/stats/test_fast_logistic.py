@@ -64,3 +64,29 @@ def test_moments_from_the_screen_give_the_same_exact_fits() -> None:
 def test_design_without_one_continuous_column_is_declined() -> None:
     Z = np.column_stack([np.ones(100), np.arange(100) % 2, np.arange(100) % 3])
     assert prepare(Z) is None
+
+
+def test_a_singular_information_fails_its_pair_not_the_batch() -> None:
+    """A start far out (here b = 80: every exposed probability rounds to 1, so the
+    exposure's information is exactly 0) made np.linalg.solve raise for the whole batch;
+    now that pair is left unconverged (the direct fit takes it) and the others are exact."""
+    from models.stats.fast_logistic import fit_exposed, moments
+
+    Z, E, Y, M, _, start = _setup(rate=0.01, seed=3)
+    prep = prepare(Z)
+    assert prep is not None
+    o = 0
+    w, y = M[:, o], Y[:, o]
+    ws = w[prep.order].astype(np.float64)
+    g0 = start[0, :3]
+    mo = moments(prep, y[prep.order] * ws, ws, g0)
+    rows = [E.indices[E.indptr[f]:E.indptr[f + 1]] for f in (0, 1)]
+    rows = [r[w[r]] for r in rows]
+    theta, _, conv, _ = fit_exposed(mo, [Z[r] for r in rows], [y[r].astype(float) for r in rows],
+                                      [Z[r] @ g0 for r in rows], np.array([0.0, 80.0]))
+    assert conv.tolist() == [True, False]
+    assert abs(theta[0, -1] - _statsmodels(Z, E, Y, M, 0, o).params[-1]) < 1e-8
+    # fit_pairs starts every exposure at 0 (its start is the outcome's null model), so the
+    # pipeline reaches that start only through fit_exposed; its fits agree with the one above
+    res = fit_pairs(E, Z, Y, M, np.array([[0, o], [1, o]]), firth=False, null=np.tile(g0, (2, 1)))
+    assert abs(res["adj_log_or"].iloc[0] - theta[0, -1]) < 1e-10

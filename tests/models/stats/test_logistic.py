@@ -65,3 +65,29 @@ def test_firth_matches_reference_and_survives_separation() -> None:
         np.testing.assert_allclose(fit.params[j], ref, rtol=1e-7, atol=1e-9)
     ml = fit_batch(Z, y[:, None], X=X[:, 1:], max_iter=25)
     assert not ml.converged[0] or abs(ml.params[0, -1]) > 8
+
+
+def test_fits_stop_one_by_one_with_the_same_estimates() -> None:
+    """A batch where one fit cannot converge (its exposure separates the outcome): the
+    others leave the batch once converged, with the same estimates as each fit alone
+    (statsmodels' ML fit as the independent reference)."""
+    import statsmodels.api as sm
+
+    from models.stats.logistic import fit_batch
+
+    rng = np.random.default_rng(9)
+    n, B = 3000, 6
+    Z = np.column_stack([np.ones(n), rng.normal(size=n), (rng.uniform(size=n) < 0.5).astype(float)])
+    X = (rng.uniform(size=(n, B)) < 0.1).astype(float)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(2.0 - 0.8 * X[:, 0]))).astype(float)
+    Y = np.tile(y[:, None], (1, B))
+    Y[:, -1] = X[:, -1]  # the last exposure is the outcome itself: no ML estimate
+    W = np.ones((n, B))
+    start = np.column_stack([np.zeros((B, 3)), np.linspace(0, 3, B)])
+    fit = fit_batch(Z, Y, weights=W, X=X, start=start)
+    assert fit.converged.tolist() == [True] * (B - 1) + [False]
+    for b in range(B - 1):
+        alone = fit_batch(Z, Y[:, [b]], weights=W[:, [b]], X=X[:, [b]], start=start[[b]])
+        np.testing.assert_allclose(fit.params[b], alone.params[0], rtol=0, atol=1e-12)
+        ref = sm.Logit(y, np.column_stack([Z, X[:, b]])).fit(disp=0, tol=1e-12, maxiter=100).params
+        np.testing.assert_allclose(fit.params[b], ref, rtol=1e-7, atol=1e-9)
