@@ -20,6 +20,7 @@ from models.demo.cohort import DemoCohortConfig, generate_demo_cohort
 from tasks.cohorts import cohorts_fn
 from tasks.demo import demo_run_config
 from tasks.encoders import embed_fn
+from tasks.families import families_fn
 from tasks.ingest import ingest_events_fn, ingest_studies_fn
 from tasks.interpret import interpret_fn
 from tasks.outcomes import outcomes_fn, study_split_fn
@@ -59,8 +60,10 @@ def main() -> None:
         emb = timed(store, "embed", name, lambda m=m: embed_fn(store, st, m, str(inputs.studies.parent)))
         sae = timed(store, "train_sae", name, lambda emb=emb: train_fn(store, emb, cfg.sae))
         act = timed(store, "activations", name, lambda emb=emb, sae=sae: activations_fn(store, emb, sae))
+        fam = timed(store, "families", name,
+                    lambda emb=emb, sae=sae, act=act: families_fn(store, emb, sae, act, cfg.families))
         fs, coh = timed(store, "cohorts", name,
-                        lambda emb=emb, sae=sae, act=act: cohorts_fn(store, emb, sae, act, cfg.cohort))
+                        lambda emb=emb, sae=sae, act=act, fam=fam: cohorts_fn(store, emb, sae, act, fam, cfg.cohort))
         timed(store, "interpret", name,
               lambda coh=coh, name=name: interpret_fn(store, st, coh, name, cfg.interpretation))
         per[name] = (fs, coh)

@@ -150,36 +150,46 @@ def _artifact(store: Path, kind: str) -> Path:
 
 
 def check_links(store: Path, truth: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per planted link: the feature ranked first for the linked outcome (discovery) and
+    """Per planted link: the finding ranked first for the linked outcome (discovery) and
     the share of its exposed cohort that shows the planted atom (`rank1_precision`; the
-    link is found at rank 1 when that share is at least half), and the feature whose
-    cohort best matches the atom's studies (Jaccard) with its own rank: an SAE may split
-    an atom over several features, and any of them ranking first finds the link."""
-    coh = pq.read_table(_artifact(store, "cohorts"), columns=["feature_id", "study_id", "role"],
+    link is found at rank 1 when that share is at least half), and the finding whose
+    cohort best matches the atom's studies (Jaccard) with its own rank. A finding is a
+    feature family or a feature in no family (a family's members are tested, not ranked);
+    an SAE may still split an atom over several findings, and any of them ranking first
+    finds the link."""
+    key = ["unit", "feature_id"]
+    stats = pq.read_table(_artifact(store, "feature_stats"), columns=[*key, "family_id"]).to_pandas()
+    findings = pd.MultiIndex.from_frame(stats.loc[(stats["unit"] == "family") | stats["family_id"].isna(), key])
+    coh = pq.read_table(_artifact(store, "cohorts"), columns=[*key, "study_id", "role"],
                         filters=[("role", "=", "exposed")]).to_pandas()
-    size = coh.groupby("feature_id").size()
+    coh = coh[pd.MultiIndex.from_frame(coh[key]).isin(findings)]
+    size = coh.groupby(key).size()
     outcomes = [link["outcome"] for link in truth["links"]]
     assoc = pq.read_table(_artifact(store, "associations"), filters=[("split", "=", "discovery"),
                                                                      ("outcome_id", "in", outcomes)],
-                          columns=["feature_id", "outcome_id", "rank", "n_ranked", "adj_odds_ratio"]).to_pandas()
+                          columns=[*key, "outcome_id", "rank", "n_ranked", "adj_odds_ratio"]).to_pandas()
     rows = []
     for link in truth["links"]:
         planted = set(link["study_ids"])
-        inter = coh[coh["study_id"].isin(planted)].groupby("feature_id").size()
+        inter = coh[coh["study_id"].isin(planted)].groupby(key).size()
         jac = (inter / (size.reindex(inter.index) + len(planted) - inter)).sort_values(ascending=False)
-        fid = int(jac.index[0]) if len(jac) else None
+        best = jac.index[0] if len(jac) else None
         a = assoc[(assoc["outcome_id"] == link["outcome"])]
-        hit = a[a["feature_id"] == fid]
+        hit = a[(a["unit"] == best[0]) & (a["feature_id"] == best[1])] if best is not None else a.iloc[0:0]
         top = a[a["rank"] == 1]
         rank = hit["rank"].iloc[0] if len(hit) else None
-        top_id = int(top["feature_id"].iloc[0]) if len(top) else None
-        prec = float(inter.get(top_id, 0) / size[top_id]) if top_id is not None and top_id in size.index else 0.0
+        top_key = (str(top["unit"].iloc[0]), int(top["feature_id"].iloc[0])) if len(top) else None
+        prec = float(inter.get(top_key, 0) / size[top_key]) if top_key is not None and top_key in size.index else 0.0
         rows.append({"outcome": link["outcome"], "atom": link["atom"], "planted_studies": len(planted),
-                     "feature": fid, "jaccard": round(float(jac.iloc[0]), 3) if fid is not None else None,
+                     "unit": None if best is None else str(best[0]),
+                     "feature": None if best is None else int(best[1]),
+                     "jaccard": round(float(jac.iloc[0]), 3) if best is not None else None,
                      "rank": None if rank is None or pd.isna(rank) else int(rank),
                      "n_ranked": int(a["n_ranked"].max()) if len(a) else 0,
                      "adj_odds_ratio": float(hit["adj_odds_ratio"].iloc[0]) if len(hit) else None,
-                     "rank1_feature": top_id, "rank1_precision": round(prec, 3), "found_at_rank1": prec >= 0.5})
+                     "rank1_unit": None if top_key is None else top_key[0],
+                     "rank1_feature": None if top_key is None else top_key[1],
+                     "rank1_precision": round(prec, 3), "found_at_rank1": prec >= 0.5})
     return rows
 
 

@@ -17,6 +17,9 @@ from data_contracts.errors import ContractError
 # the interpretation stage's config lives in its own module; re-exported here with the others
 from data_contracts.interpret_config import InterpretConfig as InterpretConfig
 from data_contracts.interpret_config import LLMConfig as LLMConfig
+from data_contracts.report_config import FeatureRef as FeatureRef
+from data_contracts.report_config import ReportConfig as ReportConfig
+from data_contracts.report_config import ThumbnailConfig as ThumbnailConfig
 from data_contracts.runner_config import RunnerConfig
 from data_contracts.storage import is_url, normalise_root
 
@@ -249,6 +252,28 @@ class CohortConfig(_Strict):
     seed: int = 0
 
 
+class FamilyConfig(_Strict):
+    """Feature families (models/families): after training, each feature joins the family
+    of a broader feature (earlier Matryoshka prefix, or more studies) when it is mostly
+    that feature's child:
+    - nested: it fires mostly when the parent fires. With `confidence`, the Wilson lower
+      bound of P(parent | member) must reach `min_containment` and `min_lift` times the
+      parent's own firing rate (co-firing beyond chance: a ubiquitous feature adopts nothing);
+    - direction: its decoder direction is mostly the parent's, cosine >= `min_cosine`
+      (1/sqrt 2: more than half of its squared length lies along the parent).
+    A family's activation per study is the length of its members' share of the
+    reconstruction (`norm`), or their `sum` or `max`; its cohort follows the cohort rule.
+    """
+
+    enabled: bool = True
+    min_containment: float = Field(0.5, ge=0.5, le=1)  # "mostly": at least half
+    min_lift: float = Field(2.0, ge=1)
+    confidence: float = Field(0.95, ge=0.5, lt=1)  # of the Wilson bound on containment
+    min_cosine: float = Field(2**-0.5, gt=0, le=1)
+    activation: Literal["norm", "sum", "max"] = "norm"
+    min_members: int = Field(2, ge=2)  # smaller groups are lone features, not families
+
+
 class OutcomeSettings(_Strict):
     """How MEDS codes are read. Same-day rule: an outcome first recorded on the index day
     counts as prior (it was known at the study), so the study is excluded for it.
@@ -332,14 +357,6 @@ class SurvivalConfig(_Strict):
     min_events: int = Field(2, ge=1)  # per group, else the Cox fit is flagged, not run
 
 
-class ReportConfig(_Strict):
-    top_per_outcome: int = Field(10, ge=1)
-    n_top_reports: int = Field(8, ge=1)
-    max_table_rows: int = Field(5000, ge=1)  # cap of the index's all-rows table
-    feature_page_rows: int = Field(50, ge=1)  # cap of a feature page's outcome rows
-    title: str = "medconcepts report"
-
-
 class InputsConfig(_Strict):
     studies: Path
     events: Path
@@ -356,6 +373,7 @@ class RunConfig(_Strict):
     sae: SAEConfig = SAEConfig()
     sae_sweep: SAESweepConfig | None = None  # None: the single run `sae`
     cohort: CohortConfig = CohortConfig()
+    families: FamilyConfig = FamilyConfig()
     outcome_settings: OutcomeSettings = OutcomeSettings()
     association: AssociationConfig = AssociationConfig()
     survival: SurvivalConfig = SurvivalConfig()

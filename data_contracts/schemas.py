@@ -80,6 +80,12 @@ QUARANTINE = Contract(
 )
 
 # ---------------------------------------------------------------- artifacts
+# What a row of cohorts, statistics, associations, survival and interpretations is about:
+# one SAE feature, or one feature family (models/families). A family's id is its parent
+# feature's id, so (unit, feature_id) names a unit and "family of #119" reads as such.
+UNITS = ("feature", "family")
+UNIT = pa.field("unit", pa.string(), nullable=False)
+
 EMBEDDINGS = Contract(
     name="embeddings",
     version="1",
@@ -160,10 +166,11 @@ ACTIVATIONS = Contract(
 
 FEATURE_STATS = Contract(
     name="feature_stats",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
-            pa.field("feature_id", pa.int32(), nullable=False),
+            UNIT,
+            pa.field("feature_id", pa.int32(), nullable=False),  # feature, or the family's parent feature
             pa.field("n_studies", pa.int64(), nullable=False),
             pa.field("n_active", pa.int64(), nullable=False),
             pa.field("frac_active", pa.float64(), nullable=False),
@@ -173,17 +180,21 @@ FEATURE_STATS = Contract(
             pa.field("cohort_size", pa.int64(), nullable=False),
             pa.field("testable", pa.bool_(), nullable=False),
             pa.field("flag", pa.string()),  # why not testable, e.g. "dead", "cohort<20"
+            # the family a feature belongs to (null: in no family, a finding of its own);
+            # a family row's own id. Associations rank families and features in no family.
+            pa.field("family_id", pa.int32()),
         ]
     ),
-    required=("feature_id", "n_active", "cohort_size", "testable"),
-    unique=("feature_id",),
+    required=("unit", "feature_id", "n_active", "cohort_size", "testable"),
+    unique=("unit", "feature_id"),
 )
 
 COHORTS = Contract(
     name="cohorts",
-    version="1",
+    version="2",
     schema=pa.schema(
         [
+            UNIT,
             pa.field("feature_id", pa.int32(), nullable=False),
             pa.field("study_id", pa.string(), nullable=False),
             pa.field("role", pa.string(), nullable=False),  # exposed | control
@@ -191,7 +202,52 @@ COHORTS = Contract(
             pa.field("rank", pa.int32(), nullable=False),  # 1 = strongest within role
         ]
     ),
-    required=("feature_id", "study_id", "role", "value", "rank"),
+    required=("unit", "feature_id", "study_id", "role", "value", "rank"),
+)
+
+# Feature families (models/families): one row per family of >= 2 features. The parent is
+# the family's broadest feature (earliest Matryoshka prefix, then most studies) and its
+# id is the family id; members are listed parent first, with why each joined ("parent",
+# "nested": fires mostly when the parent fires; "direction": decoder mostly the parent's),
+# P(parent fires | member fires) and the decoder cosine to the parent.
+FAMILIES = Contract(
+    name="families",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("family_id", pa.int32(), nullable=False),  # = parent_feature
+            pa.field("parent_feature", pa.int32(), nullable=False),
+            pa.field("n_members", pa.int32(), nullable=False),
+            pa.field("members", pa.list_(pa.int32()), nullable=False),
+            pa.field("member_link", pa.list_(pa.string()), nullable=False),
+            pa.field("member_containment", pa.list_(pa.float64()), nullable=False),
+            pa.field("member_cosine", pa.list_(pa.float64()), nullable=False),
+            pa.field("n_active", pa.int64(), nullable=False),  # studies where any member fires
+            # cohesion: P(parent | any member fires); mean over non-parent members of
+            # P(parent | member) and of the decoder cosine to the parent
+            pa.field("parent_coverage", pa.float64(), nullable=False),
+            pa.field("mean_containment", pa.float64(), nullable=False),
+            pa.field("mean_cosine", pa.float64(), nullable=False),
+        ]
+    ),
+    required=("family_id", "parent_feature", "n_members", "members"),
+    unique=("family_id",),
+)
+
+# A family's activation per study where it fires (the families artifact's second table):
+# the length of the family's share of the reconstruction, || sum_j f_j d_j || over its
+# members (or their sum / max, FamilyConfig.activation).
+FAMILY_ACTIVATIONS = Contract(
+    name="family_activations",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("family_id", pa.int32(), nullable=False),
+            pa.field("value", pa.float32(), nullable=False),
+        ]
+    ),
+    required=("study_id", "family_id", "value"),
 )
 
 OUTCOME_LABELS = Contract(
@@ -236,10 +292,12 @@ STUDY_SPLIT = Contract(
     required=("modality", "study_id", "subject_id", "split", "encoded"),
 )
 
-# Key of one feature x outcome result in one split (discovery | validation, by patient):
-# shared by the associations, survival and KM-curve tables so they join on it.
+# Key of one unit (feature or family) x outcome result in one split (discovery |
+# validation, by patient): shared by the associations, survival and KM-curve tables so
+# they join on it.
 PAIR_KEY = (
     pa.field("modality", pa.string(), nullable=False),
+    UNIT,
     pa.field("feature_id", pa.int32(), nullable=False),
     pa.field("outcome_id", pa.string(), nullable=False),
     pa.field("split", pa.string(), nullable=False),
@@ -294,7 +352,7 @@ ASSOCIATIONS = Contract(
             pa.field("sd_flag", pa.string()),
         ]
     ),
-    required=("modality", "feature_id", "outcome_id", "split", "n_exposed", "n_exposed_cases"),
+    required=("modality", "unit", "feature_id", "outcome_id", "split", "n_exposed", "n_exposed_cases"),
 )
 
 ASSOCIATION_METHODS = Contract(
@@ -339,7 +397,7 @@ SURVIVAL = Contract(
             pa.field("flag", pa.string()),
         ]
     ),
-    required=("modality", "feature_id", "outcome_id", "split", "n"),
+    required=("modality", "unit", "feature_id", "outcome_id", "split", "n"),
 )
 
 KM_CURVES = Contract(
@@ -358,7 +416,7 @@ KM_CURVES = Contract(
             pa.field("year", pa.int32()),  # set on the yearly marks: the at-risk table
         ]
     ),
-    required=("modality", "feature_id", "outcome_id", "split", "group", "time_days", "cum_incidence"),
+    required=("modality", "unit", "feature_id", "outcome_id", "split", "group", "time_days", "cum_incidence"),
 )
 
 INTERPRETATIONS = Contract(
@@ -367,7 +425,7 @@ INTERPRETATIONS = Contract(
     schema=pa.schema(
         [
             pa.field("modality", pa.string(), nullable=False),
-            pa.field("unit", pa.string(), nullable=False),  # feature | family (what feature_id numbers)
+            UNIT,  # feature | family (what feature_id numbers)
             pa.field("feature_id", pa.int32(), nullable=False),
             pa.field("method", pa.string(), nullable=False),  # keywords | llm
             pa.field("judge", pa.string(), nullable=False),  # keywords | llm
@@ -395,7 +453,123 @@ INTERPRETATIONS = Contract(
             pa.field("flag", pa.string()),
         ]
     ),
-    required=("modality", "feature_id", "label"),
+    required=("modality", "unit", "feature_id", "label"),
+)
+
+# ---------------------------------------------------------------- report tables
+# Everything a report figure shows, computed in models/figures and stored in the report
+# artifact beside the HTML: the page draws these numbers and nothing else.
+# A page is about one unit (UNIT: a feature, or a feature family named by its parent
+# feature's id); report tables written before families lack `unit` and mean features.
+_FEATURE = (pa.field("modality", pa.string(), nullable=False), UNIT, pa.field("feature_id", pa.int32(), nullable=False))
+
+REPORT_PAGES = Contract(
+    name="report_pages",
+    version="2",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("priority", pa.int64(), nullable=False),  # 0 = first page written
+            pa.field("best_rank", pa.float64()),  # best discovery rank over outcomes; null: listed only
+            pa.field("n_ranked", pa.int64(), nullable=False),  # outcomes it ranks for
+            pa.field("best_p", pa.float64()),
+            pa.field("listed", pa.bool_(), nullable=False),  # named in report.pages
+            pa.field("selected", pa.bool_(), nullable=False),  # within report.max_feature_pages
+        ]
+    ),
+    required=("modality", "unit", "feature_id", "priority", "selected"),
+)
+
+ACTIVATION_HISTOGRAMS = Contract(
+    name="activation_histograms",
+    version="2",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("bin", pa.int32(), nullable=False),  # 0: studies where it does not fire
+            pa.field("lo", pa.float64(), nullable=False),
+            pa.field("hi", pa.float64(), nullable=False),
+            pa.field("n_studies", pa.int64(), nullable=False),
+        ]
+    ),
+    required=("modality", "unit", "feature_id", "bin", "lo", "hi", "n_studies"),
+)
+
+MANHATTAN = Contract(
+    name="manhattan",
+    version="2",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("unit", pa.string()),  # feature | family; null on band rows
+            pa.field("feature_id", pa.int64()),  # null on band rows
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("kind", pa.string(), nullable=False),  # point | band (pairs not drawn one by one)
+            pa.field("neglog10_p", pa.float64(), nullable=False),  # -log10 score-test p; band: minimum
+            pa.field("neglog10_p_max", pa.float64()),  # band: maximum
+            pa.field("log_or", pa.float64()),  # adjusted log-OR (volcano x)
+            pa.field("rank", pa.float64()),
+            pa.field("n_pairs", pa.int64(), nullable=False),
+        ]
+    ),
+    required=("modality", "outcome_id", "kind", "neglog10_p", "n_pairs"),
+)
+
+FDR_CUTS = Contract(
+    name="fdr_cuts",
+    version="1",
+    schema=pa.schema(
+        [
+            pa.field("modality", pa.string(), nullable=False),
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("p_cut", pa.float64()),  # largest score p with score q < alpha in its BH family; null: none
+            pa.field("family", pa.string()),  # the BH family the q-values cut cleanly in (inferred)
+            pa.field("n_pass", pa.int64(), nullable=False),
+            pa.field("n_tests", pa.int64(), nullable=False),
+        ]
+    ),
+    required=("modality", "outcome_id", "n_pass", "n_tests"),
+)
+
+FOREST = Contract(
+    name="forest",
+    version="2",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("outcome_id", pa.string(), nullable=False),
+            pa.field("split", pa.string(), nullable=False),
+            pa.field("row", pa.int32(), nullable=False),  # plot row, 0 at the top
+            pa.field("adj_odds_ratio", pa.float64()),
+            pa.field("adj_or_ci_low", pa.float64()),
+            pa.field("adj_or_ci_high", pa.float64()),
+            pa.field("rank", pa.float64()),  # discovery rank
+            pa.field("n_outcomes", pa.int64(), nullable=False),  # outcomes tested for the feature
+            # on a family's page: the member feature this row is about, drawn under the
+            # family's own row of the same outcome; null: the page's unit itself
+            pa.field("member", pa.int32()),
+        ]
+    ),
+    required=("modality", "unit", "feature_id", "outcome_id", "split", "row", "n_outcomes"),
+)
+
+THUMBNAILS = Contract(
+    name="thumbnails",
+    version="2",
+    schema=pa.schema(
+        [
+            *_FEATURE,
+            pa.field("role", pa.string(), nullable=False),  # exposed | control
+            pa.field("rank", pa.int32(), nullable=False),
+            pa.field("study_id", pa.string(), nullable=False),
+            pa.field("view", pa.string(), nullable=False),  # axial | coronal
+            pa.field("png", pa.binary()),  # null when the volume could not be read
+            pa.field("width", pa.int32(), nullable=False),
+            pa.field("height", pa.int32(), nullable=False),
+            pa.field("error", pa.string()),
+        ]
+    ),
+    required=("modality", "unit", "feature_id", "role", "rank", "study_id", "view"),
 )
 
 ALL_CONTRACTS: dict[str, Contract] = {
@@ -411,6 +585,8 @@ ALL_CONTRACTS: dict[str, Contract] = {
         ACTIVATIONS,
         FEATURE_STATS,
         COHORTS,
+        FAMILIES,
+        FAMILY_ACTIVATIONS,
         OUTCOME_LABELS,
         STUDY_SPLIT,
         ASSOCIATIONS,
@@ -418,5 +594,11 @@ ALL_CONTRACTS: dict[str, Contract] = {
         SURVIVAL,
         KM_CURVES,
         INTERPRETATIONS,
+        REPORT_PAGES,
+        ACTIVATION_HISTOGRAMS,
+        MANHATTAN,
+        FDR_CUTS,
+        FOREST,
+        THUMBNAILS,
     )
 }

@@ -16,11 +16,12 @@ from data_contracts.store import ArtifactRef
 from flows.embedding import embed_modality
 from flows.runner import api_for_workers, gpu_slot, stage_needs_gpu, task_runner
 from tasks.cohorts import cohorts
+from tasks.families import families
 from tasks.ingest import ingest_events, ingest_studies
 from tasks.interpret import interpret
 from tasks.lineage import record_run
 from tasks.outcomes import label_outcomes, study_split
-from tasks.report import publish, render
+from tasks.report import ReportModality, publish, render
 from tasks.sae import activations, publish_sae, published_sae, select, trainer_for
 from tasks.stats import associate, survival
 
@@ -30,6 +31,7 @@ class ModalityRefs:
     embeddings: ArtifactRef
     sae: ArtifactRef  # the sweep's selected SAE
     activations: ArtifactRef
+    families: ArtifactRef
     feature_stats: ArtifactRef
     cohorts: ArtifactRef
     interpretations: ArtifactRef
@@ -68,8 +70,9 @@ SAEPolicy = Literal["train", "reuse"]
 
 @flow(name="medconcepts-discovery")
 def discovery(config_path: str, sae_policy: SAEPolicy = "train", overrides: RunOverrides | None = None) -> RunResult:
-    """Ingest -> embed -> SAE -> activations -> cohorts -> outcomes -> associations ->
-    interpretations -> HTML report, for every modality in the run config.
+    """Ingest -> embed -> SAE -> activations -> families -> cohorts (features and
+    families) -> outcomes -> associations -> interpretations -> HTML report, for every
+    modality in the run config.
 
     Embedding is incremental (only studies without a cached vector are encoded).
     `sae_policy`: 'train' trains the SAE sweep and publishes the selected SAE; 'reuse'
@@ -117,19 +120,21 @@ def _discover(cfg: RunConfig, config_path: str, sae_policy: SAEPolicy) -> RunRes
         sae, sweep = _sae(cfg, root, emb, m.modality, sae_policy)
         with gpu_slot(stage_needs_gpu(cfg, "sae")):
             act = activations.submit(root, emb, sae).result()
-        stats, coh = cohorts(root, emb, sae, act, cfg.cohort)
+        fam = families(root, emb, sae, act, cfg.families)
+        stats, coh = cohorts(root, emb, sae, act, fam, cfg.cohort)
         interp = interpret(root, studies, coh, m.modality, cfg.interpretation)
-        mods[m.modality] = ModalityRefs(emb, sae, act, stats, coh, interp, sweep)
+        mods[m.modality] = ModalityRefs(emb, sae, act, fam, stats, coh, interp, sweep)
     split = study_split(root, labels, {k: r.embeddings for k, r in mods.items()}, cfg.association)
     assoc = associate(
         root, {k: (r.feature_stats, r.cohorts) for k, r in mods.items()}, labels, split, cfg.association,
-        {k: r.activations for k, r in mods.items()},
+        {k: (r.activations, r.families) for k, r in mods.items()},
     )
     surv = survival(root, labels, assoc, split, {k: r.cohorts for k, r in mods.items()},
                     str(cfg.inputs.outcomes), cfg.survival)
     report = render(
         root, studies, labels, assoc,
-        {k: (r.feature_stats, r.cohorts, r.interpretations) for k, r in mods.items()},
+        {k: ReportModality(r.feature_stats, r.cohorts, r.interpretations, r.activations, r.families)
+         for k, r in mods.items()},
         str(cfg.inputs.outcomes), cfg.report, cfg.name, surv,
     )
     index = publish(root, report, str(cfg.report_dir))

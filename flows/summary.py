@@ -32,8 +32,8 @@ def print_summary(result: RunResult, top: int = 3) -> None:
     # Only the ranked rows: a hospital run has millions of associations rows.
     ranked = pq.read_table(data_path(store, result.associations), filters=[("rank", "<=", top)]).to_pandas()
     click.echo("\ntop associations (discovery rank within modality x outcome, age+sex adjusted):")
-    cols = ["outcome_id", "modality", "feature_id", "rank", "n_tested", "n_exposed", "odds_ratio", "adj_odds_ratio",
-            "score_q", "replicated"]
+    cols = ["outcome_id", "modality", "unit", "feature_id", "rank", "n_tested", "n_exposed", "odds_ratio",
+            "adj_odds_ratio", "score_q", "replicated"]
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         click.echo(ranked.sort_values(["outcome_id", "modality", "rank"])[cols].to_string(index=False))
     click.echo(f"\nreport: {result.report_index}")
@@ -46,9 +46,9 @@ def print_check(path: Path) -> None:
         click.echo(rows.to_string(index=False))
     labels = path.parent / "demo_labels.json"
     if labels.is_file():
-        click.echo("\nlabels of the planted findings' best features (held-out balanced accuracy, "
-                   "shuffled-label baseline):")
-        cols = ["finding", "modality", "feature_id", "label", "heldout_ba", "ba_ci_low", "ba_ci_high", "baseline_ba",
-                "passed"]
+        click.echo("\nlabels of the planted findings' best findings (family, or feature in no family; "
+                   "held-out balanced accuracy, shuffled-label baseline):")
+        cols = ["finding", "modality", "unit", "feature_id", "label", "heldout_ba", "ba_ci_low", "ba_ci_high",
+                "baseline_ba", "passed"]
         with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 50):
             click.echo(pd.DataFrame(json.loads(labels.read_text()))[cols].to_string(index=False))

@@ -45,31 +45,45 @@ def feature_stats_and_cohorts(
     rows; a feature's controls are drawn by position among the studies where it is
     silent, never by materialising that set (8,192 features x 200,000 studies would be
     1.6 G comparisons)."""
+    return unit_stats_and_cohorts(activations, study_ids, np.arange(n_features), cfg, "feature")
+
+
+def unit_stats_and_cohorts(
+    activations: pd.DataFrame, study_ids: np.ndarray, ids: np.ndarray, cfg: CohortConfig, unit: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """feature_stats_and_cohorts for the units `ids` (features, or families by their
+    parent's id) whose activations are in `activations` (feature_id = the unit's id)."""
     n = len(study_ids)
     act = activations[activations["value"] > 0]
     feat = act["feature_id"].to_numpy(np.int64)
     order = np.argsort(feat, kind="stable")  # within a feature: the rows' own order
-    bounds = np.searchsorted(feat[order], np.arange(n_features + 1))
+    ids = np.asarray(ids, np.int64)
+    lo, hi = np.searchsorted(feat[order], ids, "left"), np.searchsorted(feat[order], ids, "right")
     values = act["value"].to_numpy()[order]
     sids = act["study_id"].to_numpy()[order]
     universe = np.unique(np.asarray(study_ids))  # sorted, as np.setdiff1d returns the silent ones
     at = np.searchsorted(universe, sids)
     at = np.where((at < len(universe)) & (universe[np.minimum(at, len(universe) - 1)] == sids), at, -1)
     stats, parts = [], []
-    for f in range(n_features):
-        rows = slice(bounds[f], bounds[f + 1])
+    for f, a, b in zip(ids.tolist(), lo.tolist(), hi.tolist(), strict=True):
+        rows = slice(a, b)
         stat, part = _feature(f, values[rows], sids[rows], at[rows], universe, n, cfg)
-        stats.append(stat)
+        stats.append({"unit": unit, **stat})
         if part is not None:
             parts.append(part)
-    stats_df = pd.DataFrame(stats)
+    stats_df = pd.DataFrame(stats, columns=_STATS_COLUMNS)
     if not parts:
-        return stats_df, _empty_cohorts()
+        empty = _empty_cohorts()
+        return stats_df, empty.assign(unit=unit)[["unit", *empty.columns]]
     cols = list(zip(*parts, strict=True))
     cohort_df = pd.DataFrame({
-        "feature_id": np.concatenate(cols[0]), "study_id": np.concatenate(cols[1]),
+        "unit": unit, "feature_id": np.concatenate(cols[0]), "study_id": np.concatenate(cols[1]),
         "role": np.concatenate(cols[2]), "value": np.concatenate(cols[3]), "rank": np.concatenate(cols[4])})
     return stats_df, cohort_df
+
+
+_STATS_COLUMNS = ["unit", "feature_id", "n_studies", "n_active", "frac_active", "mean_active", "max_value",
+                  "threshold", "cohort_size", "testable", "flag"]
 
 
 def _feature(f: int, v: np.ndarray, sid: np.ndarray, at: np.ndarray, universe: np.ndarray, n: int,

@@ -1,9 +1,12 @@
-"""One page per notable feature: what it is (label, terms, held-out label score), how it
-fires (activation statistics), what it foretells (associations for every outcome) and
-the evidence (its top-activating reports, as escaped text with label terms marked).
+"""One page per notable feature: what it is (label, terms, held-out label score with its CI),
+how it fires (activation histogram against the cohort threshold), what it foretells (forest
+plot of adjusted ORs in discovery and validation, cumulative-incidence curves with at-risk
+tables, the associations table) and the evidence (CT thumbnails for image features, the
+top-activating reports with label terms marked).
 
-Why a page per feature: a reviewer judges a claimed concept by reading the reports behind
-it; the numbers and the text belong side by side.
+Why a page per feature: a reviewer judges a claimed concept by looking at what makes it
+fire; the numbers and the evidence belong side by side. A page stays under
+`report.max_page_kb`: the evidence is trimmed (fewer studies) until it fits, and says so.
 """
 
 from __future__ import annotations
@@ -19,48 +22,63 @@ from reports.context import (
     FeatureKey,
     ReportData,
     Row,
-    exposed_pct,
+    ba_ci,
+    cases_cell,
+    exposed_cell,
+    feature_link,
     flag_html,
+    heldout,
+    outcome_names,
     p_cell,
+    p_scale,
     rank_text,
+    unit_name,
 )
-from reports.templates import (
-    as_list,
-    esc,
-    fixed2,
-    integer,
-    kv,
-    missing,
-    num,
-    or_ci,
-    page,
-    pct,
-    pval,
-    td,
-)
+from reports.feature_plots import forest_svg, histogram_svg, thumbnails_html
+from reports.survival import feature_survival
+from reports.templates import as_list, esc, fixed2, kv, missing, num, or_ci, page, pct, pval, td
+
+EVIDENCE_STEPS = (1.0, 0.5, 0.25, 0.0)  # share of reports and thumbnails kept while a page is too big
 
 
-def feature_html(
-    d: ReportData,
-    key: FeatureKey,
-    reports: pd.DataFrame,
-    run_info: Mapping[str, str],
-    cfg: ReportConfig,
-) -> str:
-    """The full page for one (modality, feature_id)."""
-    modality, fid = key
+def fit_feature_page(d: ReportData, key: FeatureKey, reports: pd.DataFrame, run_info: Mapping[str, str],
+                     cfg: ReportConfig) -> str:
+    """The page, with its evidence trimmed step by step until it is within max_page_kb."""
+    text = ""
+    for share in EVIDENCE_STEPS:
+        text = feature_html(d, key, reports, run_info, cfg, share)
+        if len(text.encode()) <= cfg.max_page_kb * 1000:
+            break
+    return text
+
+
+def feature_html(d: ReportData, key: FeatureKey, reports: pd.DataFrame, run_info: Mapping[str, str],
+                 cfg: ReportConfig, share: float = 1.0) -> str:
+    """The full page for one (modality, unit, feature_id), a feature or a family; `share`
+    of its evidence kept."""
+    modality, unit, fid = key
     interp = d.interp.get(key)
     label = None if interp is None else interp.get("label")
-    title = f"{modality} feature #{fid}"
+    title = unit_name(modality, unit, fid) if unit == "family" else f"{modality} feature #{fid}"
+    n_reports = int(cfg.n_top_reports * share)
+    trimmed = "" if share == 1.0 else (
+        f'<p class="capnote">Evidence trimmed to {int(share * 100)}% to keep this page under '
+        f"{cfg.max_page_kb} KB (report.max_page_kb).</p>")
     body = (
         '<p class="noprint"><a href="../index.html">← all results</a></p>'
-        f'<h1>{esc(title)}</h1><p class="score"><b>{esc(label)}</b></p>'
-        + _interpretation(interp)
+        f'<h1>{esc(title)}</h1><p class="score"><b>{esc(label)}</b></p>{trimmed}'
+        + _family_note(d, key)
+        + _interpretation(interp, d)
+        + _members(d, key)
         + _activation(d, key)
-        + _associations(d, key)
-        + _reports(reports, key, interp, cfg.n_top_reports)
+        + _forest(d, key)
+        + feature_survival(d.part("surv", key), d.part("curves", key), key, outcome_names(d), d.cells,
+                           cfg.max_page_curves)
+        + _associations(d, key, cfg.feature_page_rows)
+        + _thumbnails(d, key, cfg, share)
+        + _reports(reports, interp, n_reports, cfg.max_report_chars, d.show_ids)
     )
-    return page(f"{title} – {cfg.title}", body, footer_html(run_info))
+    return page(f"{title} – {cfg.title}", body, footer_html(run_info), root="../")
 
 
 def footer_html(run_info: Mapping[str, str]) -> str:
@@ -70,7 +88,57 @@ def footer_html(run_info: Mapping[str, str]) -> str:
 
 
 # ---------------------------------------------------------------- sections
-def _interpretation(row: Row | None) -> str:
+def _family_note(d: ReportData, key: FeatureKey) -> str:
+    """On a member feature's page: the family it belongs to."""
+    modality, unit, fid = key
+    fam = d.family_of.get((modality, fid)) if unit == "feature" else None
+    if fam is None:
+        return ""
+    return f'<p>Member of {feature_link(d, modality, "family", fam, "")}.</p>'
+
+
+MEMBER_HEAD = ('<thead><tr><th>Feature</th><th>Joined as</th><th>Label</th><th class="num">Active studies</th>'
+               '<th class="num">P(parent | member)</th><th class="num">Decoder cosine to parent</th></tr></thead>')
+
+
+def _members(d: ReportData, key: FeatureKey) -> str:
+    """A family's member features: how each joined, its label and activation counts."""
+    modality, unit, fid = key
+    fam = d.families.get((modality, fid)) if unit == "family" else None
+    if fam is None:
+        return ""
+    cols = [as_list(fam.get(c)) for c in ("members", "member_link", "member_containment", "member_cosine")]
+    n = len(cols[0])
+    cols = [c + [None] * (n - len(c)) for c in cols]
+    rows = []
+    for m, link, c, cos in zip(*cols, strict=True):
+        st = d.stats_row((modality, "feature", int(m))) or {}
+        rows.append("<tr>" + td(feature_link(d, modality, "feature", int(m), ""), m, "nowrap") + td(esc(link))
+                    + td(esc((d.interp.get((modality, "feature", int(m))) or {}).get("label")), cls="label")
+                    + td(d.cells.count(st.get("n_active")), d.cells.count_v(st.get("n_active")), "num")
+                    + _containment(d, c, st.get("n_active")) + td(fixed2(cos), cos, "num") + "</tr>")
+    note = (f'<p class="note">Parent: feature #{int(fam["parent_feature"])}. Any member fires on '
+            f'{d.cells.count(fam.get("n_active"))} studies; the parent on '
+            f'{d.cells.share(_times(fam.get("parent_coverage"), fam.get("n_active")), fam.get("n_active"))[0]} of '
+            "them. The family's activation is the length of its members' share of the reconstruction; its cohort "
+            "follows the same top-percentile rule as a feature's, and it is tested and ranked as one finding (its "
+            "members are tested and counted, not ranked).</p>")
+    return f'<h2>Member features</h2>{note}<table class="sortable">{MEMBER_HEAD}<tbody>{"".join(rows)}</tbody></table>'
+
+
+def _times(share: Any, n: Any) -> Any:
+    return None if missing(share) or missing(n) else round(float(share) * float(n))
+
+
+def _containment(d: ReportData, c: Any, n_active: Any) -> str:
+    """P(parent | member), a share of the member's active studies: suppressed like one."""
+    if missing(c) or missing(n_active):
+        return td(pct(c), c, "num")
+    text, key = d.cells.share(round(float(c) * float(n_active)), n_active, c)
+    return td(text, key, "num")
+
+
+def _interpretation(row: Row | None, d: ReportData) -> str:
     if row is None:
         return "<h2>Interpretation</h2><p>No interpretation for this feature.</p>"
     parts = ["<h2>Interpretation</h2>"]
@@ -78,131 +146,155 @@ def _interpretation(row: Row | None) -> str:
         parts.append(f"<p>{flag_html(row['flag'])}</p>")
     if not missing(row.get("explanation")):
         parts.append(f"<p>{esc(row['explanation'])}</p>")
-    ba = row.get("heldout_balanced_accuracy")
-    if not missing(ba):
-        ci = ""
-        if not missing(row.get("ba_ci_low")) and not missing(row.get("ba_ci_high")):
-            ci = f", 95% CI {fixed2(row['ba_ci_low'])}–{fixed2(row['ba_ci_high'])}"
+    if not missing(row.get("heldout_balanced_accuracy")):
+        ci = ba_ci(row, d.cells)
         parts.append(
-            f"<p>The label applies to <b>{integer(row['n_heldout_top_hits'])}/"
-            f"{integer(row['n_heldout_top'])}</b> held-out top reports vs "
-            f"<b>{integer(row['n_heldout_control_hits'])}/{integer(row['n_heldout_control'])}"
-            f"</b> held-out controls (balanced accuracy <b>{fixed2(ba)}</b>{ci}). "
-            f"Held-out reports come from other patients than the "
-            f"{integer(row.get('n_train_top'))} top and {integer(row.get('n_train_control'))} control "
-            f"reports the label was learned from.</p>"
-        )
+            f"<p>Held-out label score (balanced accuracy{', 95% CI' if ci else ''}): <b>{heldout(row, d.cells)}</b>"
+            " — top-activating vs control reports of other patients than the "
+            f"{d.cells.count(row.get('n_train_top'))} top and {d.cells.count(row.get('n_train_control'))} control "
+            "reports the label was learned from.</p>")
         parts.append(_baseline(row))
     parts.append(_provenance(row))
     terms, scores = as_list(row.get("top_terms")), as_list(row.get("term_scores"))
     if terms:
-        body = "".join(
-            "<tr>" + td(esc(t)) + td(num(s), s, "num") + "</tr>"
-            for t, s in zip(terms, scores + [None] * (len(terms) - len(scores)), strict=False)
-        )
-        parts.append(
-            '<table class="terms" style="width:auto"><thead><tr><th>Term</th>'
-            f'<th class="num">z (log-odds)</th></tr></thead><tbody>{body}</tbody></table>'
-        )
+        body = "".join("<tr>" + td(esc(t)) + td(num(s), s, "num") + "</tr>"
+                       for t, s in zip(terms, scores + [None] * (len(terms) - len(scores)), strict=False))
+        parts.append('<table class="terms auto"><thead><tr><th>Term</th><th class="num">z (log-odds)</th></tr>'
+                     f"</thead><tbody>{body}</tbody></table>")
     return "".join(parts)
 
 
 def _baseline(row: Row) -> str:
+    """The shuffled-label baseline: what chance looks like on the same reports."""
     bba = row.get("baseline_balanced_accuracy")
     if missing(bba):
         return ""
     return (f'<p class="muted">Chance for comparison: the label of another feature '
-            f"(&ldquo;{esc(row.get('baseline_label'))}&rdquo;) scores {fixed2(bba)} on the same reports.</p>")
+            f"(“{esc(row.get('baseline_label'))}”) scores {fixed2(bba)} on the same reports.</p>")
 
 
 def _provenance(row: Row) -> str:
     bits = []
     if not missing(row.get("method")):
-        bits.append(f"named by {esc(row['method'])}, judged by {esc(row.get('judge'))}")
+        bits.append(f"named by {row['method']}, judged by {row.get('judge')}")
     if not missing(row.get("named_from")):
-        bits.append(f"from {esc(row['named_from'])}")
-    return f'<p class="muted">{"; ".join(bits)}.</p>' if bits else ""
+        bits.append(f"from {row['named_from']}")
+    return f'<p class="muted">{esc("; ".join(bits))}.</p>' if bits else ""
 
 
 def _activation(d: ReportData, key: FeatureKey) -> str:
-    r = d.stats_of.get(key)
+    r, c = d.stats_row(key), d.cells
     if r is None:
         return "<h2>Activation</h2><p>No activation statistics.</p>"
-    get = r.get
+    share, _ = c.share(r.get("n_active"), r.get("n_studies"), r.get("frac_active"))
     items = {
-        "studies": integer(get("n_studies")),
-        "active in": f"{integer(get('n_active'))} ({pct(get('frac_active'))})",
-        "mean activation (active)": num(get("mean_active")),
-        "max activation": num(get("max_value")),
-        "cohort threshold": num(get("threshold")),
-        "exposed cohort": integer(get("cohort_size")),
-        "testable": "yes" if bool(get("testable")) else "no",
-        "flag": flag_html(get("flag")) or "–",
+        "studies": c.count(r.get("n_studies")),
+        "active in": f"{c.part(r.get('n_active'), r.get('n_studies'))} ({share})",
+        "mean activation (active)": num(r.get("mean_active")),
+        "max activation": num(r.get("max_value")),
+        "cohort threshold": num(r.get("threshold")),
+        "exposed cohort": c.count(r.get("cohort_size")),
+        "testable": "yes" if bool(r.get("testable")) else "no",
+        "flag": flag_html(r.get("flag")) or "–",
     }
-    return "<h2>Activation</h2>" + kv(items)
+    h = d.part("histograms", key)
+    hist = "" if h is None else histogram_svg(h, r.get("threshold"), c)
+    fig = (f"<figure>{hist}<figcaption>Activation over all studies; dashed: the exposed cohort's threshold. "
+           "Hatched bars: fewer than "
+           f"{c.limit} studies (drawn at that height).</figcaption></figure>") if hist else ""
+    return f'<h2>Activation</h2><div class="charts">{kv(items)}{fig}</div>'
 
 
-def _associations(d: ReportData, key: FeatureKey) -> str:
-    page = d.by_feature.get(key)
-    if page is None or not page.rows:
+def _forest(d: ReportData, key: FeatureKey) -> str:
+    rows = d.part("forest", key)
+    if rows is None or rows.empty:
+        return ""
+    n_out = int(rows["n_outcomes"].iloc[0])
+    own = rows[rows["member"].isna()] if "member" in rows.columns else rows
+    n_rows = own["row"].nunique()
+    more = "" if n_rows == n_out else f" Shown: {n_rows} of {n_out} outcomes (ranked first, then by p)."
+    if len(own) < len(rows):
+        more += " Under each outcome: the family's member features (↳)."
+    return (f"<h2>Adjusted odds ratios across outcomes</h2><figure>{forest_svg(rows, outcome_names(d))}"
+            "<figcaption>Age+sex adjusted OR with 95% CI per outcome, discovery (dark) beside validation (orange) "
+            f"half of the patients; (#r): rank in discovery.{esc(more)}</figcaption></figure>")
+
+
+def _associations(d: ReportData, key: FeatureKey, max_rows: int) -> str:
+    rows = d.feature_rows(key)
+    if rows.empty:
         return "<h2>Associations</h2><p>No association rows.</p>"
-    names = dict(zip(d.outcomes["outcome_id"], d.outcomes["name"], strict=True))
-    body = "".join(_assoc_row(r, names, page.scale) for r in page.rows)
-    shown = "" if page.n_all == len(page.rows) else (
-        f'<p class="muted">{integer(len(page.rows))} of {integer(page.n_all)} outcomes: the ranked ones, '
-        "then the smallest p-values; all rows are in the associations artifact.</p>")
-    head = (
-        '<thead><tr><th>Outcome</th><th class="num">Rank</th><th class="num">Exposed '
-        '(%)</th><th class="num">Exposed cases</th><th class="num">P(outcome | cohort) '
-        'vs baseline</th><th class="num">OR (95% CI)</th><th class="num">p</th>'
-        '<th class="num">q</th><th>Flag</th></tr></thead>'
-    )
-    return f'<h2>Associations</h2>{shown}<table class="sortable">{head}<tbody>{body}</tbody></table>'
+    names = outcome_names(d)
+    n_all = len(rows)
+    rows = rows.assign(_u=rows["rank"].isna()).sort_values(["_u", "rank", "score_p", "outcome_id"],
+                                                           na_position="last", kind="mergesort").head(max_rows)
+    scale = p_scale(rows)
+    body = "".join(_assoc_row(r, names, scale, d) for r in rows.to_dict("records"))
+    head = ('<thead><tr><th>Outcome</th><th class="num">Rank</th><th class="num">Exposed (%)</th>'
+            '<th class="num">Exposed cases</th><th class="num">P(outcome | cohort) vs baseline</th>'
+            '<th class="num">OR (95% CI)</th><th class="num">p</th><th class="num">q</th>'
+            '<th class="num">Adjusted OR (95% CI)</th><th class="num">Adjusted q</th><th>Replicated</th>'
+            "<th>Flag</th></tr></thead>")
+    more = "" if n_all == len(rows) else (f'<p class="note">Shown: {len(rows)} of {n_all} outcomes (ranked first, '
+                                          "then by p); all are in the associations artifact.</p>")
+    return f'<h2>Associations</h2><table class="sortable">{head}<tbody>{body}</tbody></table>{more}'
 
 
-def _assoc_row(r: Row, names: Row, scale: float) -> str:
-    name = names.get(r["outcome_id"])
+def _assoc_row(r: Row, names: Mapping[str, str], scale: float, d: ReportData) -> str:
     cls = ' class="unranked"' if missing(r["rank"]) else ""
+    rep = r.get("replicated")
     return (
-        f"<tr{cls}>"
-        + td(esc(r["outcome_id"] if missing(name) else name))
-        + td(rank_text(r), r["rank"], "num")
-        + td(f"{integer(r['n_exposed'])} ({pct(exposed_pct(r))})", r["n_exposed"], "num")
-        + td(integer(r["n_exposed_cases"]), r["n_exposed_cases"], "num")
-        + p_cell(r, scale)
+        f"<tr{cls}>" + td(esc(names.get(r["outcome_id"], r["outcome_id"]))) + td(rank_text(r), r["rank"], "num")
+        + exposed_cell(r, d.cells) + cases_cell(r, d.cells) + p_cell(r, scale, d.cells)
         + td(or_ci(r["odds_ratio"], r["or_ci_low"], r["or_ci_high"]), r["odds_ratio"], "num")
-        + td(pval(r["p_value"]), r["p_value"], "num")
-        + td(pval(r["q_value"]), r["q_value"], "num")
-        + td(flag_html(r["flag"]))
-        + "</tr>"
+        + td(pval(r["p_value"]), r["p_value"], "num") + td(pval(r["q_value"]), r["q_value"], "num")
+        + td(or_ci(r["adj_odds_ratio"], r["adj_or_ci_low"], r["adj_or_ci_high"]), r["adj_odds_ratio"], "num")
+        + td(pval(r["score_q"]), r["score_q"], "num")
+        + td("–" if missing(rep) else ("yes" if bool(rep) else "no")) + td(flag_html(r["flag"])) + "</tr>"
     )
+
+
+def _thumbnails(d: ReportData, key: FeatureKey, cfg: ReportConfig, share: float) -> str:
+    rows = d.part("thumbnails", key)
+    if rows is None:
+        return ""
+    keep = ((rows["role"] == "exposed") & (rows["rank"] <= round(cfg.thumbnails.n_top * share))) | (
+        (rows["role"] == "control") & (rows["rank"] <= round(cfg.thumbnails.n_control * share)))
+    html = thumbnails_html(rows[keep], d.show_ids, cfg.thumbnails.hu_window)
+    return f"<h2>CT slices</h2>{html}" if html else ""
 
 
 # ---------------------------------------------------------------- reports
-def _reports(reports: pd.DataFrame, key: FeatureKey, interp: Row | None, n: int) -> str:
-    sub = reports[(reports["modality"] == key[0]) & (reports["feature_id"] == key[1])].head(n)
+def _reports(sub: pd.DataFrame, interp: Row | None, n: int, max_chars: int, show_ids: bool) -> str:
+    sub = sub.head(n)
     head = f'<h2>Top-activating reports <span class="muted">(up to {n})</span></h2>'
     if sub.empty:
         return head + "<p>No report texts available.</p>"
-    terms = [] if interp is None else as_list(interp.get("top_terms"))
-    marker = _term_pattern(terms)
+    marker = _term_pattern([] if interp is None else as_list(interp.get("top_terms")))
     items = []
     for r in sub.to_dict("records"):
-        text = r["report_text"]
-        shown = (
-            '<span class="muted">(no report text)</span>'
-            if missing(text) or not str(text)
-            else _mark(esc(report_excerpt(str(text))), marker)
-        )
-        rank = "–" if missing(r["rank"]) else f"#{int(r['rank'])}"
-        items.append(
-            f'<article class="report"><header>{rank} · study {esc(r["study_id"])} · '
-            f"activation {num(r['value'])}</header><pre>{shown}</pre></article>"
-        )
+        items.append(f'<article class="report"><header>{_report_head(r, show_ids)}</header>'
+                     f"<pre>{_report_text(r['report_text'], marker, max_chars)}</pre></article>")
     return head + "".join(items)
 
 
-EXCERPT_CHARS = 20_000  # a report page shows at most this much of one report
+def _report_head(r: Row, show_ids: bool) -> str:
+    rank = "–" if missing(r["rank"]) else f"#{int(r['rank'])}"
+    study = f" · study {esc(r['study_id'])}" if show_ids else ""
+    return f"{rank}{study} · activation {num(r['value'])}"
+
+
+def _report_text(text: Any, marker: re.Pattern[str] | None, max_chars: int) -> str:
+    if missing(text) or not str(text):
+        return '<span class="muted">(no report text)</span>'
+    s, limit = str(text), min(max_chars, EXCERPT_CHARS)
+    if len(s) <= limit:
+        return _mark(esc(s), marker)
+    note = report_excerpt(s, limit)[limit:].lstrip("\n")
+    return f'{_mark(esc(s[:limit]), marker)}\n<span class="muted">{esc(note)}</span>'
+
+
+EXCERPT_CHARS = 20_000  # the most of one report a page shows, whatever report.max_report_chars says
 
 
 def report_excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -216,11 +308,8 @@ def report_excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
 def _term_pattern(terms: list[Any]) -> re.Pattern[str] | None:
     """Regex over escaped text for the label's positive terms (negated terms, rendered
     'no …', rarely appear verbatim and are not marked). Never matches inside an entity."""
-    words = sorted(
-        {esc(t) for t in terms if isinstance(t, str) and t and not t.startswith("no ")},
-        key=len,
-        reverse=True,
-    )
+    words = sorted({esc(t) for t in terms if isinstance(t, str) and t and not t.startswith("no ")}, key=len,
+                   reverse=True)
     if not words:
         return None
     alts = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)

@@ -1,8 +1,8 @@
-"""Static pieces of the HTML report: CSS, the sorting/filter script, the page skeleton and
-value formatting.
+"""The page skeleton and value formatting of the HTML report (its CSS and script are in
+`reports/assets.py`, written once per report as `assets/report.css` and `assets/report.js`).
 
 Why here: the report must open from a file share or an air-gapped laptop years later, so
-everything is inline (no CDN, fonts or templates engine), and every value from data goes
+nothing is fetched (no CDN, fonts or templates engine), and every value from data goes
 through `esc`, so a report text containing markup shows as text. Missing values render as
 "–" everywhere; a researcher must never have to wonder whether "nan" is a finding.
 """
@@ -18,125 +18,24 @@ import numpy as np
 import pandas as pd
 
 DASH = "–"
+CSS_FILE = "assets/report.css"
+JS_FILE = "assets/report.js"
 
-CSS = """
-:root { --fg:#1d232b; --muted:#5f6b7a; --line:#d9dee5; --zebra:#f6f8fa; --accent:#1f5fa8;
-  --bar:#c2410c; --base:#9aa6b2; --ok:#1a7f37; --warn:#9a6700; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-  color: var(--fg); margin: 0 auto; padding: 24px 28px 48px; max-width: 1400px; }
-h1 { font-size: 24px; margin: 0 0 4px; }
-h2 { font-size: 19px; margin: 32px 0 8px; padding-bottom: 4px;
-  border-bottom: 2px solid var(--line); }
-h3 { font-size: 16px; margin: 22px 0 6px; }
-a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: underline; }
-.muted, .note { color: var(--muted); } .note { font-size: 12.5px; max-width: 900px; }
-.kv { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; margin: 8px 0; }
-.kv dt { color: var(--muted); } .kv dd { margin: 0; font-variant-numeric: tabular-nums; }
-.cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
-.card { border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px; min-width: 140px; }
-.card b { display: block; font-size: 20px; }
-table { border-collapse: collapse; width: 100%; margin: 6px 0 14px; font-size: 13px; }
-th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left;
-  vertical-align: top; }
-th { background: #eef1f5; font-weight: 600; white-space: nowrap; }
-tbody tr:nth-child(even) { background: var(--zebra); }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.nowrap { white-space: nowrap; }
-td.label { max-width: 340px; min-width: 180px; }
-table.compact { font-size: 12.5px; } table.compact td, table.compact th { padding: 4px 6px; }
-table.compact th { white-space: normal; vertical-align: bottom; }
-table.compact td.label { min-width: 160px; } .flag { display: inline-block; min-width: 90px; }
-table.sortable th { cursor: pointer; user-select: none; position: sticky; top: 0; }
-table.sortable th::after { content: " \\2195"; color: #aab3bf; font-size: 11px; }
-table.sortable th[aria-sort=ascending]::after { content: " \\25B2"; color: var(--fg); }
-table.sortable th[aria-sort=descending]::after { content: " \\25BC"; color: var(--fg); }
-.scroll { max-height: 70vh; overflow: auto; border: 1px solid var(--line); }
-.scroll table { margin: 0; }
-.flag { color: var(--warn); font-size: 12px; }
-.unranked td { color: var(--muted); }
-svg.bar { vertical-align: middle; margin-left: 6px; }
-.pbar { white-space: nowrap; }
-input.filter { padding: 5px 8px; width: 320px; border: 1px solid var(--line); border-radius: 4px; }
-details { margin: 8px 0; } summary { cursor: pointer; font-weight: 600; }
-.report { border: 1px solid var(--line); border-radius: 6px; margin: 10px 0; padding: 0; }
-.report header { background: var(--zebra); padding: 6px 10px; font-size: 12.5px;
-  color: var(--muted); }
-.report pre { margin: 0; padding: 10px; white-space: pre-wrap; word-wrap: break-word;
-  font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
-mark { background: #fde68a; padding: 0 1px; }
-.terms td:first-child { font-weight: 600; }
-.score { font-size: 16px; margin: 6px 0; }
-footer { margin-top: 40px; font-size: 12px; color: var(--muted); border-top: 1px solid var(--line);
-  padding-top: 8px; }
-@media print {
-  body { padding: 0; max-width: none; font-size: 10pt; }
-  .noprint { display: none !important; }
-  .scroll { max-height: none; overflow: visible; border: 0; }
-  table.sortable th { position: static; } table.sortable th::after { content: ""; }
-  tr, .report { break-inside: avoid; } h2, h3 { break-after: avoid; }
-  a { color: inherit; }
-}
-"""
-
-JS = """
-(function () {
-  function key(td) {
-    var v = td.getAttribute('data-v');
-    if (v === null) v = td.textContent.trim();
-    return v;
-  }
-  function cmp(a, b, dir) {
-    var ea = a === '' || a === '\\u2013', eb = b === '' || b === '\\u2013';
-    if (ea || eb) return ea === eb ? 0 : (ea ? 1 : -1);
-    var na = parseFloat(a), nb = parseFloat(b);
-    if (isFinite(na) && isFinite(nb) && /^[-+0-9.eE]+$/.test(a) && /^[-+0-9.eE]+$/.test(b))
-      return dir * (na - nb);
-    return dir * a.localeCompare(b, undefined, {numeric: true, sensitivity: 'base'});
-  }
-  function sortBy(table, th) {
-    var idx = Array.prototype.indexOf.call(th.parentNode.children, th);
-    var dir = th.getAttribute('aria-sort') === 'ascending' ? -1 : 1;
-    Array.prototype.forEach.call(th.parentNode.children, function (h) {
-      h.removeAttribute('aria-sort'); });
-    th.setAttribute('aria-sort', dir === 1 ? 'ascending' : 'descending');
-    var body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows).map(function (r, i) {
-      return {r: r, k: key(r.cells[idx]), i: i}; });
-    rows.sort(function (x, y) { return cmp(x.k, y.k, dir) || (x.i - y.i); });
-    var frag = document.createDocumentFragment();
-    rows.forEach(function (x) { frag.appendChild(x.r); });
-    body.appendChild(frag);
-  }
-  document.querySelectorAll('table.sortable').forEach(function (table) {
-    table.querySelectorAll('thead th').forEach(function (th) {
-      th.setAttribute('title', 'click to sort');
-      th.addEventListener('click', function () { sortBy(table, th); });
-    });
-  });
-  document.querySelectorAll('input.filter').forEach(function (inp) {
-    var table = document.getElementById(inp.getAttribute('data-table'));
-    inp.addEventListener('input', function () {
-      var q = inp.value.toLowerCase();
-      Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
-        r.style.display = r.textContent.toLowerCase().indexOf(q) >= 0 ? '' : 'none';
-      });
-    });
-  });
-  window.addEventListener('beforeprint', function () {
-    document.querySelectorAll('details').forEach(function (d) { d.open = true; });
-  });
-})();
-"""
+# No network, no inline script or style: even a payload that escaped `esc` could neither
+# run nor fetch anything. 'self' and file: let the shared assets load from a file share.
+CSP = ("default-src 'none'; script-src 'self' file:; style-src 'self' file:; img-src data:; "
+       "base-uri 'none'; form-action 'none'")
 
 
-def page(title: str, body: str, footer: str) -> str:
-    """A complete, self-contained HTML document."""
+def page(title: str, body: str, footer: str, root: str = "") -> str:
+    """A complete HTML document using the shared `assets/` of the report folder; `root` is
+    the relative path from the page to the report folder ("" or "../")."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body>\n{body}\n"
-        f"<footer>{footer}</footer>\n<script>{JS}</script>\n</body></html>\n"
+        f'<title>{esc(title)}</title><link rel="stylesheet" href="{root}{CSS_FILE}"></head>\n<body>\n{body}\n'
+        f'<footer>{footer}</footer>\n<script src="{root}{JS_FILE}"></script>\n</body></html>\n'
     )
 
 
@@ -204,13 +103,16 @@ def or_ci(o: Any, lo: Any, hi: Any) -> str:
 
 
 def sort_value(x: Any) -> str:
-    """data-v attribute for numeric sorting: the raw number, '' when missing."""
+    """data-v attribute for numeric sorting: the raw number, '' when missing; a string is
+    taken as an already made key (small-cell bounds)."""
+    if isinstance(x, str):
+        return x
     if missing(x):
         return ""
     v = float(x)
     if math.isinf(v):
         return "1e308" if v > 0 else "-1e308"
-    return repr(v)
+    return f"{v:.7g}"  # enough to order any two values the page shows apart; full repr bloats big tables
 
 
 def td(text: str, v: Any = None, cls: str = "") -> str:

@@ -67,20 +67,23 @@ def generate_fn(out: Path, cfg: DemoCohortConfig) -> Path:
 
 
 def check_fn(store: ArtifactStore, truth: Path, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef],
-             dest: Path, interpretations: dict[str, ArtifactRef] | None = None) -> bool:
+             dest: Path, interpretations: dict[str, ArtifactRef] | None = None,
+             families: dict[str, ArtifactRef] | None = None) -> bool:
     """Write the link check to `dest` and, with interpretations, the label check to
-    `demo_labels.json` beside it; True when both pass."""
+    `demo_labels.json` beside it; True when both pass. With families, the link check
+    reports the best family beside the best feature."""
     exposed = {}
     for modality, ref in cohorts.items():
         c = store.read_table(ref)
         exposed[modality] = c[c["role"] == "exposed"]
     doc = json.loads(truth.read_text())
-    table = demo_check(doc, exposed, store.read_table(assoc))
+    fams = {m: store.read_table(r) for m, r in (families or {}).items()}
+    table = demo_check(doc, exposed, store.read_table(assoc), families=fams)
     dest.write_text(json.dumps(table.to_dict(orient="records"), indent=2, default=str))
     if interpretations is None:
         return check_passed(table)
     interp = {m: store.read_table(ref) for m, ref in interpretations.items()}
-    labels = label_check(doc, exposed, interp, FINDING_NAMES)
+    labels = label_check(doc, exposed, interp, FINDING_NAMES, families=fams)
     (dest.parent / LABELS_FILE).write_text(json.dumps(labels.to_dict(orient="records"), indent=2, default=str))
     return check_passed(table) and labels_passed(labels)
 
@@ -98,5 +101,6 @@ def generate(out_dir: str, n_patients: int, seed: int) -> str:
 
 @task(name="check-demo", cache_policy=NONE)
 def check(store_root: str, truth: str, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef], dest: str,
-          interpretations: dict[str, ArtifactRef] | None = None) -> bool:
-    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest), interpretations)
+          interpretations: dict[str, ArtifactRef] | None = None,
+          families: dict[str, ArtifactRef] | None = None) -> bool:
+    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest), interpretations, families)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from models.stats.activation_sd import activation_matrix
 from models.stats.association import OutcomeMatrices, associate_splits, exposure_matrix, outcome_matrices
 from models.stats.methods import association_methods
 from models.stats.survival import YEAR_DAYS, survival_hits, top_hits
+from models.stats.units import from_columns, to_columns, unit_columns
 from tasks.outcomes import data_path, read_outcome_matrices, read_population, table_source
 from tasks.stage import run_stage
 
@@ -31,24 +31,34 @@ def associate_frame(
     population: pd.DataFrame, labels: pd.DataFrame | OutcomeMatrices, cfg: AssociationConfig,
     activations: Mapping[str, pd.DataFrame] | None = None, source: str = "study_split",
 ) -> pd.DataFrame:
-    """ASSOCIATIONS rows of every modality, sorted by split, modality, outcome and rank.
-    population: STUDY_SPLIT rows (read from `source`); labels: OUTCOME_LABELS rows or their
-    matrices; `activations` (ACTIVATIONS rows per modality) only with cfg.or_per_sd."""
+    """ASSOCIATIONS rows of every modality and unit (feature, family), sorted by split,
+    modality, outcome and rank. population: STUDY_SPLIT rows (read from `source`); labels:
+    OUTCOME_LABELS rows or their matrices; `activations` (study_id, unit, feature_id, value
+    per modality: feature and family activations) only with cfg.or_per_sd."""
     om = labels if isinstance(labels, OutcomeMatrices) else outcome_matrices(labels)
     pop = population_arrays(population, om.study_ids, om.subject_ids, list(feature_stats), source)
-    exposures = {}
+    exposures, columns = {}, {}
     for modality, stats in feature_stats.items():
         # A study this modality could not encode (quarantined) is neither exposed nor a
         # control: it leaves this modality's analyses only.
+        cols = columns[modality] = unit_columns(stats)
         coh = cohorts[modality]
-        E = exposure_matrix(coh[coh["role"] == "exposed"], om.study_ids, len(stats))
-        testable = stats.sort_values("feature_id")["testable"].to_numpy(bool)
-        exposures[modality] = (E, testable, pop.encoded[modality])
+        E = exposure_matrix(to_columns(coh[coh["role"] == "exposed"], cols), om.study_ids, len(cols))
+        exposures[modality] = (E, cols["testable"].to_numpy(bool), pop.encoded[modality])
     acts = None if activations is None else {
-        m: activation_matrix(a, om.study_ids, len(feature_stats[m])) for m, a in activations.items()}
-    out = associate_splits(exposures, om, pop.split, cfg, acts)
-    return out.sort_values(["split", "modality", "outcome_id", "rank", "feature_id"],
+        m: activation_matrix(to_columns(a, columns[m]), om.study_ids, len(columns[m])) for m, a in activations.items()}
+    rankable = {m: c["rankable"].to_numpy(bool) for m, c in columns.items()}
+    out = associate_splits(exposures, om, pop.split, cfg, acts, rankable)
+    out = pd.concat([from_columns(g, columns[str(m)]) for m, g in out.groupby("modality", sort=True)],
+                    ignore_index=True) if len(out) else out.assign(unit=pd.Series(dtype=object))
+    return out.sort_values(["split", "modality", "outcome_id", "rank", "unit", "feature_id"],
                            na_position="last").reset_index(drop=True)
+
+
+def unit_activations(activations: pd.DataFrame, family_acts: pd.DataFrame) -> pd.DataFrame:
+    """ACTIVATIONS and FAMILY_ACTIVATIONS rows as one (study_id, unit, feature_id, value) frame."""
+    fam = family_acts.rename(columns={"family_id": "feature_id"})
+    return pd.concat([activations.assign(unit="feature"), fam.assign(unit="family")], ignore_index=True)
 
 
 def associate_fn(
@@ -57,15 +67,16 @@ def associate_fn(
     labels: ArtifactRef,
     split: ArtifactRef,
     cfg: AssociationConfig,
-    activations: Mapping[str, ArtifactRef] | None = None,
+    activations: Mapping[str, tuple[ArtifactRef, ArtifactRef]] | None = None,
 ) -> ArtifactRef:
     """cohorts: modality -> (feature_stats, cohorts); split: the study_split artifact
-    (split and encoded studies). `activations` (per modality) are read only with
-    cfg.or_per_sd, and then required."""
+    (split and encoded studies). `activations` (per modality: the activations and the
+    families artifact) are read only with cfg.or_per_sd, and then required."""
     if cfg.or_per_sd and (activations is None or set(activations) != set(cohorts)):
-        raise ValueError("association.or_per_sd needs the activations artifact of every modality")
+        raise ValueError("association.or_per_sd needs the activations and families artifacts of every modality")
     acts_in = dict(activations or {}) if cfg.or_per_sd else {}
-    inputs = [labels, split] + [r for pair in cohorts.values() for r in pair] + [acts_in[m] for m in sorted(acts_in)]
+    inputs = [labels, split] + [r for pair in cohorts.values() for r in pair]
+    inputs += [r for m in sorted(acts_in) for r in acts_in[m]]
     params = {"association": cfg.model_dump(), "modalities": sorted(cohorts)}
 
     def build(w: ArtifactWriter) -> None:
@@ -73,7 +84,8 @@ def associate_fn(
         stats = {m: store.read_table(s) for m, (s, _) in cohorts.items()}
         coh = {m: exposed_rows(store, c) for m, (_, c) in cohorts.items()}
         pop = store.read_table(split)
-        acts = {m: store.read_table(r) for m, r in acts_in.items()} if acts_in else None
+        acts = {m: unit_activations(store.read_table(a), store.read_table(f, "activations"))
+                for m, (a, f) in acts_in.items()} if acts_in else None
         frame = associate_frame(stats, coh, pop, lab, cfg, acts, table_source(split))
         w.write_table("data", frame, ASSOCIATIONS)
         w.write_table("methods", association_methods(cfg), ASSOCIATION_METHODS)
@@ -88,7 +100,7 @@ def associate(
     labels: ArtifactRef,
     split: ArtifactRef,
     cfg: AssociationConfig,
-    activations: dict[str, ArtifactRef] | None = None,
+    activations: dict[str, tuple[ArtifactRef, ArtifactRef]] | None = None,
 ) -> ArtifactRef:
     return associate_fn(ArtifactStore(store_root), cohorts, labels, split, cfg, activations)
 
@@ -106,7 +118,7 @@ def survival_fn(
 
     def build(w: ArtifactWriter) -> None:
         ranked = pq.read_table(data_path(store, assoc),
-                               columns=["modality", "feature_id", "outcome_id", "split", "rank"],
+                               columns=["modality", "unit", "feature_id", "outcome_id", "split", "rank"],
                                filters=[("split", "=", "discovery"), ("rank", "<=", cfg.top_per_outcome)])
         hits = top_hits(ranked.to_pandas(), cfg.top_per_outcome)
         om = read_outcome_matrices(store, labels)
@@ -125,26 +137,27 @@ def survival_fn(
 
 
 def _exposed_masks(store: ArtifactStore, ref: ArtifactRef, study_ids: np.ndarray,
-                   hits: pd.DataFrame) -> dict[int, np.ndarray]:
+                   hits: pd.DataFrame) -> dict[tuple[str, int], np.ndarray]:
+    """(unit, feature_id) -> exposed mask over study_ids, for every unit among the hits."""
     c = exposed_rows(store, ref)
     c = c[c["feature_id"].isin(hits["feature_id"].unique())]
     # Positions by hashing, once: np.isin on string (object) ids compares every study with
     # every exposed id (numpy's loop for object arrays), quadratic at hospital scale.
     pos = pd.Index(study_ids).get_indexer(c["study_id"].to_numpy(object))
     c = c.assign(_pos=pos)[pos >= 0]
-    by_feature = {int(cast(int, f)): g["_pos"].to_numpy() for f, g in c.groupby("feature_id")}
+    by_unit = {(str(u), int(f)): g["_pos"].to_numpy() for (u, f), g in c.groupby(["unit", "feature_id"])}
     masks = {}
-    for f in hits["feature_id"].unique():
+    for key in {(str(u), int(f)) for u, f in zip(hits["unit"], hits["feature_id"], strict=True)}:
         mask = np.zeros(len(study_ids), bool)
-        mask[by_feature.get(int(f), np.zeros(0, np.int64))] = True
-        masks[int(f)] = mask
+        mask[by_unit.get(key, np.zeros(0, np.int64))] = True
+        masks[key] = mask
     return masks
 
 
 def exposed_rows(store: ArtifactStore, cohorts: ArtifactRef) -> pd.DataFrame:
-    """The exposed rows of a cohorts artifact (feature_id, study_id, role): the control
-    samples are not read."""
-    return pq.read_table(data_path(store, cohorts), columns=["feature_id", "study_id", "role"],
+    """The exposed rows of a cohorts artifact (unit, feature_id, study_id, role): the
+    control samples are not read."""
+    return pq.read_table(data_path(store, cohorts), columns=["unit", "feature_id", "study_id", "role"],
                          filters=[("role", "=", "exposed")]).to_pandas()
 
 

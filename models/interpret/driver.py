@@ -147,21 +147,37 @@ def _row(uid: int, s: UnitSample, c: Candidate, det: Detection | None, n_cand: i
 
 
 def _baselines(units: list[_Unit], judge: Judge, cfg: InterpretConfig) -> None:
-    """Each labelled unit's test reports judged against another unit's label. The donors
-    form a derangement (a cyclic shift over a seeded order), skipping identical labels."""
+    """Each labelled unit's test reports judged against another unit's label (see
+    `donors`)."""
     named = [u for u in units if u.winner is not None]
     if len(named) < 2:
         return
     order = unit_rng(cfg.seed, 0, salt=1).permutation(len(named))
-    for pos, i in enumerate(order):
-        u = named[i]
-        for step in range(1, len(named)):
-            donor = named[order[(pos + step) % len(named)]].winner
-            if donor is not None and donor.label != cast(Candidate, u.winner).label:
-                break
-        else:
+    for u, d in zip(named, donors([cast(Candidate, u.winner) for u in named], order), strict=True):
+        if d is None:
             continue
-        s = u.sample
+        donor, s = cast(Candidate, named[d].winner), u.sample
         det, _ = _detect(judge, donor, s.test_top, s.test_top_decile, s.test_control, cfg)
         u.row["baseline_label"] = donor.label
         u.row["baseline_balanced_accuracy"] = _nan_none(det.balanced_accuracy)
+
+
+def donors(names: list[Candidate], order: np.ndarray) -> list[int | None]:
+    """Per name, the index of the name whose label is its baseline: the next in a cyclic
+    shift over `order` (a derangement), skipping names that share a phrase with it. A name
+    sharing a phrase is not chance: a feature family and its members, or sibling fragments
+    of one concept, are often named with the same phrases in another order."""
+    phrases = [_phrases(c) for c in names]
+    out: list[int | None] = [None] * len(names)
+    for pos, i in enumerate(order):
+        for step in range(1, len(names)):
+            j = int(order[(pos + step) % len(names)])
+            if not phrases[i] & phrases[j]:
+                out[int(i)] = j
+                break
+    return out
+
+
+def _phrases(c: Candidate) -> set[str]:
+    parts = c.terms or tuple(c.label.split(";"))
+    return {" ".join(p.lower().split()) for p in parts if p.strip()}

@@ -44,6 +44,11 @@ def interpret_unit_cohorts(
     study_id -> report text; `subjects`: study_id -> patient (the held-out split is by
     patient; None: each study its own patient); `cache_dir`: where LLM replies are cached (a
     local folder or an fsspec URL)."""
+    return to_contract(_unit_rows(cohorts, texts, cfg, subjects, cache_dir, progress), modality, unit, cfg)
+
+
+def _unit_rows(cohorts: pd.DataFrame, texts: pd.Series, cfg: InterpretConfig, subjects: pd.Series | None,
+               cache_dir: str | Path | None, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     docs = make_docs(texts, subjects)
     corpus = build_corpus(list(docs.texts))
     with ExitStack() as stack:
@@ -58,8 +63,7 @@ def interpret_unit_cohorts(
                 explainer = llm
             if cfg.judge_kind() == "llm":
                 judge = llm
-        rows = interpret_units(cohorts, docs, cfg, explainer, judge, top_share, progress)
-    return to_contract(rows, modality, unit, cfg)
+        return interpret_units(cohorts, docs, cfg, explainer, judge, top_share, progress)
 
 
 def interpret_features(
@@ -70,18 +74,30 @@ def interpret_features(
     subjects: pd.Series | None = None,
     cache_dir: str | Path | None = None,
 ) -> pd.DataFrame:
-    """INTERPRETATIONS rows for the features of a COHORTS table."""
+    """INTERPRETATIONS rows for the units of a COHORTS table: its features and, when it has
+    a `unit` column, its feature families. All units are named in one pass over one corpus,
+    so a unit's shuffled-label baseline may be any other unit's label (a modality with a
+    single family still gets one). A family's id is its parent feature's, so inside the pass
+    family f is unit -(f + 1); its own seeded sample differs from its parent's."""
     missing = {"feature_id", "study_id", "role", "value"} - set(cohorts.columns)
     if missing:
         raise ValueError(f"cohorts is missing columns {sorted(missing)} (COHORTS contract)")
-    units = cohorts.rename(columns={"feature_id": "unit_id"})
-    return interpret_unit_cohorts(units, texts, cfg, modality, "feature", subjects, cache_dir)
+    fid = cohorts["feature_id"].to_numpy(np.int64)
+    family = (cohorts["unit"] == "family").to_numpy() if "unit" in cohorts.columns else np.zeros(len(fid), bool)
+    units = cohorts.drop(columns=["feature_id"]).assign(unit_id=np.where(family, -fid - 1, fid))
+    rows = _unit_rows(units, texts, cfg, subjects, cache_dir)
+    uid = rows["unit_id"].to_numpy(np.int64) if len(rows) else np.zeros(0, np.int64)
+    rows = rows.assign(unit=np.where(uid < 0, "family", "feature"), unit_id=np.where(uid < 0, -uid - 1, uid))
+    return to_contract(rows.sort_values(["unit", "unit_id"], kind="mergesort"), modality, None, cfg)
 
 
-def to_contract(rows: pd.DataFrame, modality: str, unit: str, cfg: InterpretConfig) -> pd.DataFrame:
-    """Columns in contract order with contract dtypes."""
+def to_contract(rows: pd.DataFrame, modality: str, unit: str | None, cfg: InterpretConfig) -> pd.DataFrame:
+    """Columns in contract order with contract dtypes; `unit` names every row's unit (None:
+    the rows carry a `unit` column)."""
     df = rows.rename(columns={"unit_id": "feature_id"}).copy()
-    df["modality"], df["unit"], df["method"] = modality, unit, cfg.method
+    if unit is not None:
+        df["unit"] = unit
+    df["modality"], df["method"] = modality, cfg.method
     df["judge"], df["named_from"] = cfg.judge_kind(), named_from(modality)
     names = INTERPRETATIONS.schema.names
     out = df.reindex(columns=names)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from data_contracts.config import SAEConfig
@@ -84,3 +86,10 @@ def load_state(directory: Path, model: SparseAutoencoder, opt: torch.optim.Optim
     model.load_state_dict(tensors, strict=True)
     opt.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
     return TrainState(step=int(json.loads((directory / "train_state.json").read_text())["step"]))
+
+
+def load_decoder(directory: Path) -> tuple[np.ndarray, list[int]]:
+    """The decoder directions (N, d) and the Matryoshka prefixes, without building the model."""
+    with safe_open(str(directory / WEIGHTS), framework="numpy") as f:
+        decoder = np.asarray(f.get_tensor("W_dec"), dtype=np.float32)
+    return decoder, [int(p) for p in read_meta(directory)["prefixes"]]

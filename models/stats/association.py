@@ -213,6 +213,7 @@ def associate_splits(
     split: np.ndarray,
     cfg: AssociationConfig,
     activations: dict[str, sp.spmatrix] | None = None,
+    rankable: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Every pair of every modality in both splits (ASSOCIATIONS rows, unsorted).
 
@@ -220,7 +221,8 @@ def associate_splits(
     modality encoded); `split`: the split of each study. BH and Bonferroni run over every
     test of a split; exact fits are chosen in discovery and made in both splits.
     `activations` (modality -> studies x features values over om.study_ids) is needed
-    with cfg.or_per_sd."""
+    with cfg.or_per_sd. `rankable` (modality -> per column): which columns may rank
+    (models/stats/ranking.py); all when None."""
     if cfg.or_per_sd and (activations is None or set(activations) != set(exposures)):
         raise ValueError("or_per_sd needs an activation matrix for every modality")
     Z, cov_ok = om.design, om.has_covariates
@@ -233,14 +235,17 @@ def associate_splits(
             rows = in_split & encoded[:, None]
             arr = screen_arrays(E, Z, om.Y, M & rows, cov_ok, short & rows)
             adj[mod] = (E, arr["adjusted_rows"], (arr["null_params"], arr["moments"]))
-            parts.append(screen_frame(arr, testable, om.outcome_ids, cfg).assign(modality=mod))
+            part = screen_frame(arr, testable, om.outcome_ids, cfg).assign(modality=mod)
+            if rankable is not None:
+                part["rankable"] = rankable[mod][part["feature_id"].to_numpy()]
+            parts.append(part)
         df = add_multiplicity(pd.concat(parts, ignore_index=True), cfg.fdr_family).assign(split=name)
         if selected is None:
             selected = select_pairs(df, cfg)
         df = _with_exact(df, selected, adj, om, cfg)
         frames.append(_with_per_sd(df, selected, adj, activations or {}, om) if cfg.or_per_sd else _no_per_sd(df))
     out = rank_discovery(pd.concat(frames, ignore_index=True), cfg)
-    return replication(out, cfg)
+    return replication(out, cfg).drop(columns=["rankable"], errors="ignore")
 
 
 def _with_exact(df: pd.DataFrame, selected: pd.DataFrame, adj: dict, om: OutcomeMatrices,

@@ -34,12 +34,15 @@ def rankable(df: pd.DataFrame, cfg: AssociationConfig) -> pd.Series:
 
 def select_pairs(df: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
     """(modality, feature_id, outcome_id) to fit exactly, from the discovery split: every pair
-    that may rank (at most `exact_top_m` per (modality, outcome) by score p, when set), and
+    that may rank (at most `exact_top_m` per (modality, outcome) by score p, when set; with a
+    `rankable` column findings first), and
     with exact_select "top" also the `exact_top_m` best by score p that may not."""
     cand = df[df["score_p"].notna()].sort_values(["score_p", "feature_id"], kind="mergesort")
     groups = ["modality", "outcome_id"]
     picked = cand[rankable(cand, cfg)]
     if cfg.exact_top_m is not None:
+        if "rankable" in picked.columns:  # findings (models/stats/units.py) before family members
+            picked = picked.sort_values("rankable", ascending=False, kind="mergesort")
         picked = picked.groupby(groups, sort=False).head(cfg.exact_top_m)
     if cfg.exact_select == "top" and cfg.exact_top_m is not None:  # (the config requires it)
         best = cand.groupby(groups, sort=False).head(cfg.exact_top_m)

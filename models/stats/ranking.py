@@ -8,6 +8,9 @@
   the configured estimator, ordered by the configured key (default: lower 95% bound of the
   adjusted OR, largest first; ties by p then feature id). "rank r of n tested": n_tested
   counts the pairs with a score-test p.
+  With a `rankable` column only those rows rank and count: the findings (feature
+  families and features in no family); a family's members are tested and counted in BH,
+  but are parts of a finding, not findings of their own.
 - replicated (every row of a ranked pair): the validation split's adjusted log-OR has the
   discovery sign and its p, Holm- or BH-corrected over the pairs ranked for the same
   (modality, outcome) (replication_p_adj), is below `replication_p`; a ranked pair with no
@@ -42,9 +45,11 @@ def add_multiplicity(df: pd.DataFrame, family: str = "split") -> pd.DataFrame:
 def rank_discovery(df: pd.DataFrame, cfg: AssociationConfig) -> pd.DataFrame:
     """rank / n_ranked / n_tested per (split, modality, outcome); ranks only in discovery."""
     out = df.reset_index(drop=True)
-    out["n_tested"] = out.groupby(GROUPS)["score_p"].transform("count").astype("int32")
+    rankable = out["rankable"].to_numpy(bool) if "rankable" in out.columns else np.ones(len(out), bool)
+    out["n_tested"] = out["score_p"].where(rankable).groupby([out[g] for g in GROUPS]).transform("count")
+    out["n_tested"] = out["n_tested"].astype("int32")
     key = cfg.rank_key
-    ok = ((out["split"] == DISCOVERY) & (out["score_q"] < cfg.alpha)
+    ok = (rankable & (out["split"] == DISCOVERY) & (out["score_q"] < cfg.alpha)
           & (out["n_exposed_cases"] >= cfg.min_exposed_cases) & np.isfinite(out["adj_log_or"])
           & out[key].notna())
     ranked = out[ok].sort_values([key, "adj_p_value", "feature_id"],

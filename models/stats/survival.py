@@ -179,18 +179,19 @@ def km_curve(d: pd.DataFrame, window_days: float,
 
 
 def top_hits(assoc: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The `top` best-ranked discovery pairs per (modality, outcome)."""
+    """The `top` best-ranked discovery pairs per (modality, outcome), features and
+    families alike (they share one ranking)."""
     ranked = assoc[(assoc["split"] == "discovery") & assoc["rank"].notna() & (assoc["rank"] <= top)]
-    return ranked[["modality", "feature_id", "outcome_id", "rank"]].reset_index(drop=True)
+    return ranked[["modality", "unit", "feature_id", "outcome_id", "rank"]].reset_index(drop=True)
 
 
 def survival_hits(
-    hits: pd.DataFrame, exposed: dict[str, dict[int, np.ndarray]], om: Any, pop: Population,
+    hits: pd.DataFrame, exposed: dict[str, dict[tuple[str, int], np.ndarray]], om: Any, pop: Population,
     windows_days: dict[str, float], min_events: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Survival rows and KM curve rows of every hit in every split.
 
-    exposed: modality -> feature -> bool mask over om.study_ids; om: OutcomeMatrices; pop:
+    exposed: modality -> (unit, feature_id) -> bool mask over om.study_ids; om: OutcomeMatrices; pop:
     the split and encoded studies over om.study_ids, as association used them. A study the
     hit's modality did not encode is neither exposed nor a control."""
     rows, curves = [], []
@@ -202,14 +203,14 @@ def survival_hits(
             m = om.M[:, o] & (pop.split == name) & pop.encoded[h["modality"]]
             d = pd.DataFrame({"time_days": om.T[m, o], "event": om.Y[m, o].astype(int),
                               "competing": om.competing[m, o].astype(int),
-                              "exposed": exposed[h["modality"]][int(h["feature_id"])][m].astype(int),
+                              "exposed": exposed[h["modality"]][(h["unit"], int(h["feature_id"]))][m].astype(int),
                               "age_years": om.age[m], "male": om.male[m]})
-            key = {"modality": h["modality"], "feature_id": h["feature_id"], "outcome_id": h["outcome_id"],
-                   "split": name}
+            key = {"modality": h["modality"], "unit": h["unit"], "feature_id": h["feature_id"],
+                   "outcome_id": h["outcome_id"], "split": name}
             summ, curve = survival_pair(d, window, min_events)
             rows.append({**key, "rank": h["rank"], "window_years": window / YEAR_DAYS, **summ})
             curves.append(curve.assign(**key))
-    cols = ["modality", "feature_id", "outcome_id", "split"]
+    cols = ["modality", "unit", "feature_id", "outcome_id", "split"]
     summary = pd.DataFrame(rows) if rows else pd.DataFrame(columns=[*cols, "rank", "window_years", "n"])
     curve_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(columns=[*cols, "group"])
     return summary, curve_df

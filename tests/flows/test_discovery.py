@@ -19,6 +19,23 @@ def _artifact_dirs(store: Path) -> dict[str, float]:
     }
 
 
+def _check_prefect_artifact(index: Path) -> None:
+    """The flow posted the top hits and the report's path as a markdown artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, TaskRunFilter
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    # every field given: this server version rejects the client's nulls for the defaults
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["medconcepts-report"])),
+            flow_run_filter=FlowRunFilter(), task_run_filter=TaskRunFilter(), limit=20, offset=0,
+            sort=ArtifactSort.CREATED_DESC)
+    md = [a for a in arts if a.type == "markdown" and str(index) in str(a.data)]
+    assert md, [a.data for a in arts]
+    assert "Top hits" in str(md[0].data) and index.resolve().as_uri() in str(md[0].data)
+
+
 @pytest.mark.prefect
 def test_flow_end_to_end_rerun_and_partial_recompute(local_run: tuple[Path, RunResult]) -> None:
     from flows.discovery import discovery
@@ -27,6 +44,11 @@ def test_flow_end_to_end_rerun_and_partial_recompute(local_run: tuple[Path, RunR
     store = Path(first.store)
     index = Path(first.report_index)
     assert index.is_file() and "<html" in index.read_text().lower()
+    html = index.read_text()
+    assert ('aria-label="Manhattan plot' in html or "nothing to plot" in html) and (index.parent / "assets").is_dir()
+    report_tables = json.loads((first.report.path / "manifest.json").read_text())["tables"]
+    assert {"pages", "manhattan", "fdr_cuts", "forest", "histograms", "thumbnails"} <= set(report_tables)
+    _check_prefect_artifact(index)
     record = json.loads(Path(first.run_record).read_text())
     kinds = {a["kind"] for a in record["artifacts"]}
     assert {"studies", "events", "embeddings", "sae", "activations", "feature_stats", "cohorts",

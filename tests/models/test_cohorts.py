@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from data_contracts.config import CohortConfig
-from models.cohorts import feature_stats_and_cohorts, percentile_with_zeros, sparse_activations
+from models.cohorts import feature_stats_and_cohorts, percentile_with_zeros, sparse_activations, unit_stats_and_cohorts
 
 
 @pytest.mark.parametrize("m,n,q", [(0, 10, 90), (3, 10, 90), (9, 10, 90), (10, 10, 90), (57, 200, 90), (5, 7, 50)])
@@ -98,5 +98,14 @@ def test_vectorised_cohorts_equal_the_plain_rule(seed: int) -> None:
     cfg = CohortConfig(min_cohort_size=15, control_sample_size=50, seed=seed)
     stats, coh = feature_stats_and_cohorts(acts, ids, n_f, cfg)
     ref_stats, ref_coh = _reference(acts, ids, n_f, cfg)
-    pd.testing.assert_frame_equal(stats, ref_stats)
-    pd.testing.assert_frame_equal(coh, ref_coh, check_dtype=False)
+    assert (stats["unit"] == "feature").all() and (coh["unit"] == "feature").all()
+    pd.testing.assert_frame_equal(stats.drop(columns="unit"), ref_stats)
+    pd.testing.assert_frame_equal(coh.drop(columns="unit"), ref_coh, check_dtype=False)
+    # units by id (families carry their parent's id: not a range): the same rule per unit
+    pick = np.array([2, 5, n_f - 1])
+    u_stats, u_coh = unit_stats_and_cohorts(acts, ids, pick, cfg, "family")
+    assert (u_stats["unit"] == "family").all() and (u_coh["unit"] == "family").all()
+    pd.testing.assert_frame_equal(u_stats.drop(columns="unit"),
+                                  ref_stats[ref_stats["feature_id"].isin(pick)].reset_index(drop=True))
+    pd.testing.assert_frame_equal(u_coh.drop(columns="unit"),
+                                  ref_coh[ref_coh["feature_id"].isin(pick)].reset_index(drop=True), check_dtype=False)

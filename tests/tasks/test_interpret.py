@@ -36,7 +36,7 @@ def test_llm_task_caches_replies_in_the_store(tmp_path: Path) -> None:
                             "study_time": pd.Timestamp("2020-01-01"), "report_text": reports.to_numpy()})
     store = ArtifactStore(tmp_path / "store")
     s_ref = _table(store, "studies", studies, STUDIES)
-    c_ref = _table(store, "cohorts", cohorts, COHORTS)
+    c_ref = _table(store, "cohorts", cohorts.assign(unit="feature"), COHORTS)
     with FakeOpenAI(_script) as srv:
         llm = LLMConfig(base_url=srv.url, model="fake", n_candidates=1, backoff_s=0)
         cfg = InterpretConfig(method="llm", llm=llm, n_score_top=20, n_score_control=20)

@@ -39,14 +39,17 @@ def _labels(rng: np.random.Generator, feature: np.ndarray) -> pd.DataFrame:
 
 def _modality(store: ArtifactStore, name: str, ids: np.ndarray, exposed: list[np.ndarray]
               ) -> tuple[ArtifactRef, ArtifactRef, ArtifactRef]:
-    """embeddings (the encoded studies), feature_stats and cohorts of one modality."""
+    """embeddings (the encoded studies), feature_stats and cohorts of one modality: a
+    feature per cohort in `exposed`, and a family (id 0) whose cohort is feature 0's."""
     emb = _artifact(store, "embeddings", name, pd.DataFrame({"study_id": ids, "embedding": [[0.0]] * len(ids)}),
                     EMBEDDINGS)
-    coh = pd.concat([pd.DataFrame({"feature_id": f, "study_id": s, "role": "exposed", "value": 1.0,
-                                   "rank": np.arange(1, len(s) + 1)}) for f, s in enumerate(exposed)])
-    sizes = [len(s) for s in exposed]
-    fs = pd.DataFrame({"feature_id": range(len(exposed)), "n_studies": len(ids), "n_active": sizes,
-                       "frac_active": np.divide(sizes, len(ids)), "cohort_size": sizes, "testable": True})
+    units = [("feature", f, s) for f, s in enumerate(exposed)] + [("family", 0, exposed[0])]
+    coh = pd.concat([pd.DataFrame({"unit": u, "feature_id": f, "study_id": s, "role": "exposed", "value": 1.0,
+                                   "rank": np.arange(1, len(s) + 1)}) for u, f, s in units])
+    sizes = [len(s) for _, _, s in units]
+    fs = pd.DataFrame({"unit": [u for u, _, _ in units], "feature_id": [f for _, f, _ in units],
+                       "n_studies": len(ids), "n_active": sizes, "frac_active": np.divide(sizes, len(ids)),
+                       "cohort_size": sizes, "testable": True})
     return emb, _artifact(store, "feature_stats", name, fs, FEATURE_STATS), _artifact(store, "cohorts", name, coh,
                                                                                       COHORTS)
 
@@ -83,10 +86,17 @@ def test_association_and_survival_analyse_the_same_studies(tmp_path: Path) -> No
     np.testing.assert_array_equal(enc["image"].to_numpy(bool), ok)
 
     s = store.read_table(surv)
-    a = store.read_table(assoc).set_index(["modality", "feature_id", "outcome_id", "split"])
+    a = store.read_table(assoc).set_index(["modality", "unit", "feature_id", "outcome_id", "split"])
     assert {"image", "report"} <= set(s["modality"]) and set(s["split"]) == {"discovery", "validation"}
+    # the family has feature 0's cohort: it ranks beside it, first (families win exact ties)
+    disc = a.xs(("report", "o", "discovery"), level=("modality", "outcome_id", "split"))
+    assert disc.loc[("family", 0), "rank"] == 1 and disc.loc[("feature", 0), "rank"] == 2
+    assert disc["n_tested"].iloc[0] == 3  # two features and the family: all counted
+    fam = s[s["unit"] == "family"].set_index(["modality", "split"])
+    feat = s[(s["unit"] == "feature") & (s["feature_id"] == 0)].set_index(["modality", "split"])
+    assert len(fam) == 4 and np.allclose(fam["hazard_ratio"], feat.loc[fam.index, "hazard_ratio"], equal_nan=True)
     for r in s.itertuples():
-        x = a.loc[(r.modality, r.feature_id, r.outcome_id, r.split)]
+        x = a.loc[(r.modality, r.unit, r.feature_id, r.outcome_id, r.split)]
         assert (r.n_exposed, r.n) == (x.n_exposed, x.n_exposed + x.n_unexposed)
         assert (r.n_exposed_events, r.n_events) == (x.n_exposed_cases, x.n_exposed_cases + x.n_unexposed_cases)
         rows = labels["eligible"].to_numpy() & (per_study == r.split) & enc[r.modality].to_numpy(bool)
@@ -162,10 +172,12 @@ def test_exposed_masks_and_encoded_flags_equal_plain_membership(tmp_path: Path) 
     exposed[1] = np.concatenate([exposed[1], ["not-a-labelled-study"]])
     store = ArtifactStore(tmp_path / "store")
     _, _, coh = _modality(store, "image", ids, exposed)
-    masks = _exposed_masks(store, coh, ids, pd.DataFrame({"feature_id": [0, 1, 2, 5]}))
+    hits = pd.DataFrame({"unit": ["feature"] * 4 + ["family"], "feature_id": [0, 1, 2, 5, 0]})
+    masks = _exposed_masks(store, coh, ids, hits)
     for f in (0, 1, 2):
-        np.testing.assert_array_equal(masks[f], np.isin(ids, exposed[f]))
-    assert masks[0].any() and not masks[2].any() and not masks[5].any()
+        np.testing.assert_array_equal(masks[("feature", f)], np.isin(ids, exposed[f]))
+    np.testing.assert_array_equal(masks[("family", 0)], np.isin(ids, exposed[0]))
+    assert masks[("feature", 0)].any() and not masks[("feature", 2)].any() and not masks[("feature", 5)].any()
     labels = _labels(rng, rng.uniform(size=N) < 0.3)
     enc = labels["study_id"].to_numpy(object)[::3]
     pop = study_population(labels, {"image": enc}, 0.5, 0)

@@ -13,6 +13,7 @@ from data_contracts.config import (
     AssociationConfig,
     CohortConfig,
     CTRadiomicsConfig,
+    FamilyConfig,
     InputsConfig,
     ModalityConfig,
     SAEConfig,
@@ -24,6 +25,7 @@ from models.stats.association import outcome_matrices
 from tasks.cohorts import cohorts_fn
 from tasks.demo import demo_run_config
 from tasks.encoders import embed_fn
+from tasks.families import families_fn
 from tasks.ingest import ingest_events_fn, ingest_studies_fn
 from tasks.outcomes import outcomes_fn, study_split_fn
 from tasks.sae import activations_fn, train_fn
@@ -46,41 +48,48 @@ def test_associate_or_per_sd_from_activation_artifact(tmp_path: Path) -> None:
     emb = embed_fn(store, st, ModalityConfig(modality="image", encoder=CTRadiomicsConfig()), str(cohort))
     sae = train_fn(store, emb, SAEConfig(n_features=16, k=4, epochs=5))
     act = activations_fn(store, emb, sae)
-    fs, coh = cohorts_fn(store, emb, sae, act, CohortConfig(min_cohort_size=3))
-    base = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=16)
-    with_sd = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=16, or_per_sd=True)
+    fam = families_fn(store, emb, sae, act, FamilyConfig())
+    fs, coh = cohorts_fn(store, emb, sae, act, fam, CohortConfig(min_cohort_size=3))
+    base = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=64)
+    with_sd = AssociationConfig(min_exposed_cases=1, exact_select="top", exact_top_m=64, or_per_sd=True)
     split_ref = study_split_fn(store, lab, {"image": emb}, base)
-    off = store.read_table(associate_fn(store, {"image": (fs, coh)}, lab, split_ref, base, {"image": act}))
+    off = store.read_table(associate_fn(store, {"image": (fs, coh)}, lab, split_ref, base, {"image": (act, fam)}))
     assert off[SD_COLS].isna().all().all()
     with pytest.raises(ValueError, match="activations"):
         associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd)
-    on_ref = associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd, {"image": act})
+    on_ref = associate_fn(store, {"image": (fs, coh)}, lab, split_ref, with_sd, {"image": (act, fam)})
     on = store.read_table(on_ref)
     assert store.manifest(on_ref)["contract"] == "associations@5"
     fitted = on[on["sd_odds_ratio"].notna()]
-    # exact_select "top" with exact_top_m = N selects every pair tested in discovery: each
-    # gets an OR per SD or a flag saying why not, in both splits; no other pair does
-    selected = on.loc[(on["split"] == "discovery") & on["score_p"].notna(), ["feature_id", "outcome_id"]]
-    is_sel = pd.MultiIndex.from_frame(on[["feature_id", "outcome_id"]]).isin(pd.MultiIndex.from_frame(selected))
+    # exact_select "top" with exact_top_m >= the number of units (features and families)
+    # selects every pair tested in discovery: each gets an OR per SD or a flag saying why
+    # not, in both splits; no other pair does
+    key = ["unit", "feature_id", "outcome_id"]
+    selected = on.loc[(on["split"] == "discovery") & on["score_p"].notna(), key]
+    is_sel = pd.MultiIndex.from_frame(on[key]).isin(pd.MultiIndex.from_frame(selected))
     has_sd = on["sd_odds_ratio"].notna() | on["sd_flag"].notna()
     assert len(fitted) > 0 and (has_sd == is_sel).all()
-    # Independent check of one fitted pair: rebuild its analysis rows and fit statsmodels.
-    r = fitted.sort_values(["split", "outcome_id", "feature_id"]).iloc[0]
+    # Independent check of a fitted pair of each unit: rebuild its analysis rows and fit statsmodels.
     labels = store.read_table(lab)
     om = outcome_matrices(labels)
     split = study_splits(labels, om.study_ids, base.split_frac, base.split_seed)
-    o = om.outcome_ids.index(r.outcome_id)
     enc = np.isin(om.study_ids, store.read_table(emb)["study_id"])
-    # binary_controls complete_followup: event-free studies need the whole window followed
-    known = labels[labels["outcome_id"] == r.outcome_id].set_index("study_id")
-    known = (known["event"] | known["complete_followup"]).reindex(om.study_ids).to_numpy(bool)
-    rows = om.M[:, o] & known & (split == r.split) & enc & np.isfinite(om.age) & np.isfinite(om.male)
-    a = store.read_table(act)
-    a = a[a["feature_id"] == r.feature_id].set_index("study_id")["value"]
-    x = a.reindex(om.study_ids).fillna(0.0).to_numpy(np.float64)[rows]
-    D = np.column_stack([np.ones(rows.sum()), om.age[rows], om.male[rows], (x - x.mean()) / x.std(ddof=1)])
-    ref = smapi.Logit(om.Y[rows, o].astype(float), D).fit(method="newton", tol=1e-14, disp=0)
-    assert np.log(r.sd_odds_ratio) == pytest.approx(ref.params[-1], rel=1e-8, abs=1e-10)
-    assert r.sd_p_value == pytest.approx(ref.pvalues[-1], rel=1e-6)
+    values = {"feature": store.read_table(act),
+              "family": store.read_table(fam, "activations").rename(columns={"family_id": "feature_id"})}
+    assert set(fitted["unit"]) == {"feature", "family"}
+    for unit, g in fitted.groupby("unit"):
+        r = g.sort_values(["split", "outcome_id", "feature_id"]).iloc[0]
+        o = om.outcome_ids.index(r.outcome_id)
+        # binary_controls complete_followup: event-free studies need the whole window followed
+        known = labels[labels["outcome_id"] == r.outcome_id].set_index("study_id")
+        known = (known["event"] | known["complete_followup"]).reindex(om.study_ids).to_numpy(bool)
+        rows = om.M[:, o] & known & (split == r.split) & enc & np.isfinite(om.age) & np.isfinite(om.male)
+        a = values[str(unit)]
+        a = a[a["feature_id"] == r.feature_id].set_index("study_id")["value"]
+        x = a.reindex(om.study_ids).fillna(0.0).to_numpy(np.float64)[rows]
+        D = np.column_stack([np.ones(rows.sum()), om.age[rows], om.male[rows], (x - x.mean()) / x.std(ddof=1)])
+        ref = smapi.Logit(om.Y[rows, o].astype(float), D).fit(method="newton", tol=1e-14, disp=0)
+        assert np.log(r.sd_odds_ratio) == pytest.approx(ref.params[-1], rel=1e-8, abs=1e-10)
+        assert r.sd_p_value == pytest.approx(ref.pvalues[-1], rel=1e-6)
     cols = [c for c in off.columns if c not in (*SD_COLS, "sd_flag")]
     assert on[cols].equals(off[cols])

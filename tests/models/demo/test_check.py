@@ -47,8 +47,14 @@ GOOD = {("image", 0, "liver_cancer"): 1, ("report", 0, "liver_cancer"): 2, ("rep
 
 def _run(assoc: pd.DataFrame, truth: dict[str, Any] | None = None,
          exposed: dict[str, pd.DataFrame] | None = None) -> tuple[pd.DataFrame, bool]:
+    """The gated rows (best = family: with no families every feature is its own family of
+    one, so they are the best features) and the verdict; the best feature's rows are
+    reported beside them and never required."""
     t = demo_check(truth or _truth(), exposed or {"image": _exposed(), "report": _exposed()}, assoc)
-    return t, check_passed(t)
+    feat, fam = t[t["best"] == "feature"], t[t["best"] == "family"]
+    assert not feat["required"].any() and len(feat) == len(fam)
+    assert feat["feature_id"].tolist() == fam["feature_id"].tolist()
+    return fam, check_passed(t)
 
 
 def test_passes_when_every_carrying_modality_finds_the_link() -> None:

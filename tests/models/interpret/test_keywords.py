@@ -72,3 +72,25 @@ def test_empty_cohorts_give_empty_contract_frame() -> None:
     cohorts = pd.DataFrame({"feature_id": [], "study_id": [], "role": [], "value": [], "rank": []})
     out = interpret_features(cohorts, pd.Series(dtype=object), InterpretConfig(), "report")
     assert out.empty and list(out.columns) == INTERPRETATIONS.schema.names
+
+
+def test_family_rows_are_named_as_their_own_unit() -> None:
+    """Family cohort rows (issue 14: unit = family, feature_id = the family id, which is its
+    parent feature's id) go through interpret_unit_cohorts as unit "family": feature rows
+    are unchanged by their presence, and a family's row is that of its own cohort."""
+    reports, cohorts = _synthetic(600, 3, seed=3)
+    cfg = InterpretConfig(n_top=40, n_control=80, seed=5)
+    feats = cohorts.assign(unit="feature")
+    fam = cohorts[cohorts.feature_id == 2].assign(unit="family")
+    out = interpret_features(pd.concat([feats, fam], ignore_index=True), reports, cfg, "report")
+    assert sorted(zip(out["unit"], out["feature_id"], strict=True)) == [
+        ("family", 2), ("feature", 0), ("feature", 1), ("feature", 2)]
+    pa.Table.from_pandas(out, schema=INTERPRETATIONS.schema, preserve_index=False)
+    alone = interpret_features(cohorts, reports, cfg, "report")
+    cols = ["feature_id", "label", "n_heldout_top_hits", "n_heldout_control_hits", "heldout_balanced_accuracy"]
+    pd.testing.assert_frame_equal(out.loc[out["unit"] == "feature", cols].reset_index(drop=True), alone[cols])
+    row = out[out["unit"] == "family"].iloc[0]
+    assert "pleural effusion" in row["label"] and row["heldout_balanced_accuracy"] > 0.8
+    # a single family still gets a shuffled-label baseline: another unit's label
+    assert row["baseline_label"] is not None and "pleural effusion" not in row["baseline_label"]
+    assert row["baseline_balanced_accuracy"] < 0.65

@@ -186,8 +186,9 @@ def test_survival_leaves_out_studies_the_modality_did_not_encode() -> None:
     table = study_population(lab, {"image": lab["study_id"][~quarantined], "report": lab["study_id"]}, 0.5, 1)
     om = outcome_matrices(lab)
     pop = population_arrays(table, om.study_ids, om.subject_ids, ["image", "report"], "t")
-    hits = pd.DataFrame({"modality": ["image", "report"], "feature_id": [0, 0], "outcome_id": "o", "rank": 1})
-    exposed = {"image": {0: feature & ~quarantined}, "report": {0: feature}}
+    hits = pd.DataFrame({"modality": ["image", "report"], "unit": "feature", "feature_id": [0, 0], "outcome_id": "o",
+                         "rank": 1})
+    exposed = {"image": {("feature", 0): feature & ~quarantined}, "report": {("feature", 0): feature}}
     summary, curves = survival_hits(hits, exposed, om, pop, {"o": 1461.0}, min_events=2)
     assert len(summary) == 4 and summary["flag"].isna().all()
     for r in summary.itertuples():
