@@ -19,7 +19,7 @@ import pandas as pd
 
 from reports.context import unit_name
 from reports.svg import Scale, f1, line, nice_ticks, svg, text, title, x_axis, y_axis
-from reports.templates import esc, integer, missing, pval
+from reports.templates import esc, integer, missing, num, pval, ratio_from_log
 
 Link = Callable[[str, str, int], str | None]  # (modality, unit, feature_id) -> href of its page, or None
 FamilyOf = Mapping[tuple[str, int], int]  # (modality, member feature) -> its family
@@ -58,7 +58,7 @@ def _point(x: float, y: float, r: dict, cls: str, tip: str, href: str | None, me
 
 def _tip(r: dict, names: Mapping[str, str], family_of: FamilyOf | None = None) -> str:
     rank = "" if missing(r["rank"]) else f" · rank {int(r['rank'])}"
-    orr = "" if missing(r["log_or"]) else f" · adj. OR {math.exp(r['log_or']):.3g}"
+    orr = "" if missing(r["log_or"]) else f" · adj. OR {num(ratio_from_log(r['log_or']))}"
     fam = _family(r, family_of or {})
     part = "" if fam is None else f" (in family #{fam})"
     return (f"{_name(r)}{part} · {names.get(r['outcome_id'], r['outcome_id'])} · "

@@ -67,6 +67,13 @@ def num(x: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+def ratio_from_log(x: Any) -> float:
+    """exp of a log ratio; infinity past float range (a separated table's log-OR can be
+    in the thousands) instead of OverflowError."""
+    v = float(x)
+    return math.inf if v > 709.0 else math.exp(v)
+
+
 def fixed2(x: Any) -> str:
     """Two decimals (balanced accuracy), '–' when missing."""
     return DASH if missing(x) else f"{float(x):.2f}"

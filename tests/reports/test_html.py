@@ -383,3 +383,15 @@ def test_feature_page_rows_are_capped_ranked_first(tmp_path: Path) -> None:
     assert " of 2 outcomes" not in full
     body = full.split("<h2>Associations</h2>", 1)[1].split("</table>", 1)[0]
     assert body.index("Primary liver cancer") < body.index("First heart failure")
+
+
+def test_extreme_log_odds_ratio_renders_as_infinity(tmp_path: Path) -> None:
+    """A separated table's adjusted log-OR can be in the thousands (seen at 200,000
+    studies): the volcano tooltip shows ∞ instead of the report stage failing."""
+    assoc = fx.roundtrip(fx.associations(), ASSOCIATIONS.schema)
+    ranked = assoc.index[(assoc["split"] == "discovery") & (assoc["rank"] == 1)][0]
+    assoc.loc[ranked, "adj_log_or"] = 1500.0
+    paths = render_report(tmp_path, assoc, fx.roundtrip(fx.interpretations(), INTERPRETATIONS.schema),
+                          fx.stats(), fx.top_reports(), fx.OUTCOMES, {"run": "t"}, ReportConfig(),
+                          tables=report_tables(assoc, ReportConfig(), 0.05))
+    assert "adj. OR ∞" in _visible(_text(paths[0]))
