@@ -4,11 +4,14 @@ source association and survival read their analysis population from."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NONE
@@ -103,20 +106,68 @@ def label_batches(path: Path, columns: list[str], batch_rows: int = 1 << 20) -> 
         yield batch.to_pandas()
 
 
-def label_studies(path: Path) -> tuple[pd.DataFrame, list[str]]:
-    """(each study's first row (STUDY_COLUMNS, ids as str), every outcome id)."""
-    firsts, seen, outcomes = [], pd.Index([], dtype=object), set[str]()
-    for b in label_batches(path, STUDY_COLUMNS):
-        outcomes.update(str(o) for o in b["outcome_id"].unique())
-        new = b.drop_duplicates("study_id")
-        new = new.assign(study_id=new["study_id"].astype(object), outcome_id=new["outcome_id"].astype(object),
-                         sex=new["sex"].astype(object))
-        new = new[~new["study_id"].isin(seen)]
-        if len(new):
-            firsts.append(new)
-            seen = seen.append(pd.Index(new["study_id"]))
-    studies = pd.concat(firsts, ignore_index=True) if firsts else pd.DataFrame(columns=STUDY_COLUMNS)
-    return studies, sorted(outcomes)
+def label_studies(path: Path, batch_rows: int = 1 << 20) -> tuple[pd.DataFrame, list[str]]:
+    """(each study's first row (STUDY_COLUMNS, ids as str), every outcome id).
+    Labels hold each outcome's rows as one block in the same study order, so a block equal
+    to the first outcome's ids brings no new study: compared in order (cheap), it skips the
+    hash test. Any other rows get the full first-seen test, in Arrow on plain strings
+    (decoding each row group's dictionary of every study cost O(batches x studies))."""
+    pf = pq.ParquetFile(path, read_dictionary=["outcome_id", "sex"])
+    firsts, outcomes, state = [], set[str](), _SeenStudies()
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=STUDY_COLUMNS):
+        for start, n, outcome in _outcome_runs(batch.column("outcome_id")):
+            outcomes.add(outcome)
+            new = state.first_rows(batch.slice(start, n), outcome)
+            if new is not None:
+                firsts.append(new.to_pandas())
+    if not firsts:
+        return pd.DataFrame(columns=STUDY_COLUMNS), sorted(outcomes)
+    studies = pd.concat(firsts, ignore_index=True)
+    obj = {c: studies[c].astype(object) for c in ("study_id", "outcome_id", "sex")}
+    return studies.assign(**obj), sorted(outcomes)
+
+
+def _outcome_runs(col: pa.DictionaryArray) -> list[tuple[int, int, str]]:
+    """(start, length, outcome) of each run of one outcome in a batch."""
+    codes = col.indices.to_numpy(zero_copy_only=False)
+    cuts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist(), len(codes)]
+    names = col.dictionary.to_pylist()
+    return [(a, b - a, str(names[codes[a]])) for a, b in itertools.pairwise(cuts) if b > a]
+
+
+class _SeenStudies:
+    """The studies seen so far, and the first outcome's study ids in file order."""
+
+    def __init__(self) -> None:
+        self.seen = pa.array([], pa.string())
+        self.first: str | None = None
+        self.ref: list[pa.Array] = []
+        self.read: dict[str, int] = {}  # rows of each outcome read so far
+
+    def first_rows(self, rows: pa.RecordBatch, outcome: str) -> pa.RecordBatch | None:
+        """The rows of studies not seen before (each study's first), None when none."""
+        ids = rows.column("study_id").cast(pa.string())
+        k = self.read.get(outcome, 0)
+        self.read[outcome] = k + len(ids)
+        self.first = outcome if self.first is None else self.first
+        if outcome == self.first:
+            self.ref.append(ids)
+        elif self._same_as_reference(ids, k):
+            return None
+        fresh = rows.filter(pc.invert(pc.is_in(ids, value_set=self.seen)))
+        if fresh.num_rows == 0:
+            return None
+        fresh_ids = fresh.column("study_id").cast(pa.string())
+        new_ids = pc.unique(fresh_ids)
+        self.seen = pa.concat_arrays([self.seen, new_ids])
+        return fresh.take(pc.index_in(new_ids, value_set=fresh_ids))
+
+    def _same_as_reference(self, ids: pa.Array, k: int) -> bool:
+        ref = pa.chunked_array(self.ref, pa.string())
+        if k + len(ids) > len(ref):
+            return False
+        same = pc.equal(ref.slice(k, len(ids)), ids)
+        return bool(pc.all(same).as_py()) and same.null_count == 0
 
 
 def read_outcome_matrices(store: ArtifactStore, ref: ArtifactRef) -> OutcomeMatrices:

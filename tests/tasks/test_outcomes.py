@@ -182,3 +182,30 @@ def test_exposed_masks_and_encoded_flags_equal_plain_membership(tmp_path: Path) 
     enc = labels["study_id"].to_numpy(object)[::3]
     pop = study_population(labels, {"image": enc}, 0.5, 0)
     np.testing.assert_array_equal(pop["encoded"].to_numpy(bool), np.isin(pop["study_id"].to_numpy(), enc))
+
+
+@pytest.mark.parametrize("batch_rows", [1, 3, 7, 1000])
+def test_label_studies_first_rows_equal_pandas(tmp_path: Path, batch_rows: int) -> None:
+    """Each study's first row, whether outcome blocks repeat the first block's order (the
+    skipped comparison), reorder it, add studies, or come back interleaved."""
+    from tasks import outcomes as out_mod
+
+    def block(outcome: str, ids: list[str]) -> pd.DataFrame:
+        rng = np.random.default_rng(len(ids) + ord(outcome[-1]))
+        return pd.DataFrame({"study_id": ids, "subject_id": [int(i[1:]) // 2 for i in ids], "outcome_id": outcome,
+                             "eligible": rng.uniform(size=len(ids)) < 0.7, "event": rng.uniform(size=len(ids)) < 0.3,
+                             "age_years": rng.normal(60, 8, len(ids)), "sex": rng.choice(["F", "M", None], len(ids))})
+
+    base = [f"s{i}" for i in range(6)]
+    labels = pd.concat([block("a", base), block("b", base), block("c", [*base[::-1], "s7"]),
+                        block("d", [*base, "s7"]), block("a", ["s8", "s2"]), block("e", base[:3])],
+                       ignore_index=True)
+    path = tmp_path / "labels.parquet"
+    labels.to_parquet(path, index=False)
+    got, outcomes = out_mod.label_studies(path, batch_rows=batch_rows)
+    want = labels.drop_duplicates("study_id").reset_index(drop=True)
+    assert got["sex"].isna().tolist() == want["sex"].isna().tolist()
+    pd.testing.assert_frame_equal(got.fillna({"sex": "-"}),
+                                  want.fillna({"sex": "-"}).astype({"study_id": object, "outcome_id": object}))
+    assert outcomes == ["a", "b", "c", "d", "e"]
+    assert got["study_id"].tolist() == [*base, "s7", "s8"]
