@@ -41,3 +41,20 @@ def test_patient_in_both_splits_is_refused() -> None:
     rows.loc[multi, "split"] = "validation" if rows.loc[multi, "split"] == "discovery" else "discovery"
     with pytest.raises(ContractError, match="both splits"):
         check_disjoint(rows, split)
+
+
+def test_strata_are_each_patients_sorted_case_outcomes() -> None:
+    """The stratum key equals the plain per-patient definition (set of eligible case
+    outcomes, sorted, '|'-joined), repeats and non-cases ignored."""
+    from models.outcomes.split import _incidence_patterns
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    lab = pd.DataFrame({"subject_id": rng.integers(0, 800, n),
+                        "outcome_id": rng.choice(["o10", "o2", "b", "a", "z9"], n),
+                        "eligible": rng.uniform(size=n) < 0.8, "event": rng.uniform(size=n) < 0.3})
+    hit = lab[lab["eligible"] & lab["event"]]
+    want = {s: "|".join(sorted(set(g))) for s, g in hit.groupby("subject_id")["outcome_id"]}
+    got = _incidence_patterns(lab)
+    assert got.to_dict() == want
+    assert set(lab["subject_id"]) - set(got.index)  # patients without a case have no key
