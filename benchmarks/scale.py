@@ -183,7 +183,8 @@ def check_links(store: Path, truth: dict[str, Any]) -> list[dict[str, Any]]:
         top = a[a["rank"] == 1]
         rank = hit["rank"].iloc[0] if len(hit) else None
         top_key = (str(top["unit"].iloc[0]), int(top["feature_id"].iloc[0])) if len(top) else None
-        prec, rec, jac1 = _match(inter, size, len(planted), top_key)
+        prec, rec = _match(inter, size, len(planted), top_key)
+        jac1 = float(jac.get(top_key, 0.0)) if top_key is not None else 0.0
         rows.append({"outcome": link["outcome"], "atom": link["atom"], "planted_studies": len(planted),
                      "unit": None if best is None else str(best[0]),
                      "feature": None if best is None else int(best[1]),
@@ -198,12 +199,12 @@ def check_links(store: Path, truth: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _match(inter: pd.Series, size: pd.Series, planted: int, key: tuple[str, int] | None) -> tuple[float, float, float]:
-    """(precision, recall, Jaccard) of one finding's exposed cohort against the planted studies."""
+def _match(inter: pd.Series, size: pd.Series, planted: int, key: tuple[str, int] | None) -> tuple[float, float]:
+    """(precision, recall) of one finding's exposed cohort against the planted studies."""
     if key is None or key not in size.index:
-        return 0.0, 0.0, 0.0
-    both, n = float(inter.get(key, 0)), float(size[key])
-    return both / n, both / planted, both / (n + planted - both)
+        return 0.0, 0.0
+    both = float(inter.get(key, 0))
+    return both / float(size[key]), both / planted
 
 
 def main() -> None:

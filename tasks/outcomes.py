@@ -154,10 +154,10 @@ class _SeenStudies:
             self.ref.append(ids)
         elif self._same_as_reference(ids, k):
             return None
-        fresh = rows.filter(pc.invert(pc.is_in(ids, value_set=self.seen)))
+        unseen = pc.invert(pc.is_in(ids, value_set=self.seen))
+        fresh, fresh_ids = rows.filter(unseen), ids.filter(unseen)
         if fresh.num_rows == 0:
             return None
-        fresh_ids = fresh.column("study_id").cast(pa.string())
         new_ids = pc.unique(fresh_ids)
         self.seen = pa.concat_arrays([self.seen, new_ids])
         return fresh.take(pc.index_in(new_ids, value_set=fresh_ids))
