@@ -4,8 +4,9 @@ On a labelled text set (default: the dev chest X-ray reports, labels = MeSH head
 embeds the reports (default encoder, cached by benchmarks/cxr_data.py), trains the
 configured SAE (default: Matryoshka TopK, N 8192, K 20), computes feature families with the
 pipeline's own code, and prints one JSON line per label:
-- best single feature AUROC and best family AUROC (activation as the score), with the
-  family's size; "in-sample": the best unit chosen and scored on all reports (as the
+- best single feature AUROC, best family AUROC and best *finding* AUROC (a finding is what
+  the pipeline ranks: a family, or a feature in no family), activation as the score, with
+  the family's / finding's size; "in-sample": the best unit chosen and scored on all reports (as the
   issue's figures); "heldout": chosen on one half of the reports, scored on the other, so
   the maximum over thousands of units is not its own evidence;
 - the linear-probe AUROC (L2 logistic regression on the embeddings, 5-fold), the supervised
@@ -16,7 +17,8 @@ Then a summary line (families, median size, families' cost vs SAE training), and
 `--demo DIR` (a finished `medconcepts demo --out DIR`) one line per planted finding and
 modality: best feature vs best family Jaccard with the finding's studies, and their ranks.
 
-Usage: python benchmarks/alignment.py [--data PATH] [--labels a,b|all] [--epochs E] [--demo DIR]
+Usage: python benchmarks/alignment.py [--data PATH] [--labels a,b|all] [--epochs E] [--n-features N] [--k K]
+       [--demo DIR]
 """
 
 from __future__ import annotations
@@ -88,18 +90,39 @@ def dense(vals: np.ndarray, idx: np.ndarray, n_features: int) -> np.ndarray:
     return A
 
 
+def findings_matrix(A: np.ndarray, F: np.ndarray, sizes: np.ndarray,
+                    table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """What the pipeline ranks: every family, and every feature in no family (a family of
+    one). Columns: F's families, then the lone features; with their sizes."""
+    member = np.zeros(A.shape[1], bool)
+    for m in table["members"] if len(table) else []:
+        member[np.asarray(m, np.int64)] = True
+    families = F[:, : len(table)]
+    return np.hstack([families, A[:, ~member]]), np.r_[sizes[: len(table)], np.ones(int((~member).sum()), np.int64)]
+
+
+def _best(S: np.ndarray, y: np.ndarray, half: np.ndarray) -> tuple[int, float, int, float]:
+    """(column, in-sample AUROC) of the best column on all rows, and (column, held-out AUROC)
+    of the best column on `half`, scored on the other rows."""
+    s_all, s_half = auroc_columns(S, y), auroc_columns(S[half], y[half])
+    b, h = int(np.argmax(s_all)), int(np.argmax(s_half))
+    return b, float(s_all[b]), h, float(auroc_columns(S[~half, h:h + 1], y[~half])[0])
+
+
 def label_row(label: str, y: np.ndarray, A: np.ndarray, F: np.ndarray, sizes: np.ndarray, X: np.ndarray,
-              half: np.ndarray, k: int) -> dict[str, Any]:
-    feat_all, fam_all = auroc_columns(A, y), auroc_columns(F, y)
-    feat_a, fam_a = auroc_columns(A[half], y[half]), auroc_columns(F[half], y[half])
-    bf, bq, hf, hq = (int(np.argmax(v)) for v in (feat_all, fam_all, feat_a, fam_a))
+              half: np.ndarray, k: int, G: np.ndarray, g_sizes: np.ndarray) -> dict[str, Any]:
+    bf, f_all, _, f_held = _best(A, y, half)
+    bq, q_all, hq, q_held = _best(F, y, half)
+    bg, g_all, hg, g_held = _best(G, y, half)
     return {
         "label": label, "n_pos": int(y.sum()),
-        "best_feature": bf, "best_feature_auroc": round(float(feat_all[bf]), 4),
-        "best_family_auroc": round(float(fam_all[bq]), 4), "family_size": int(sizes[bq]),
-        "best_feature_auroc_heldout": round(float(auroc_columns(A[~half, hf:hf + 1], y[~half])[0]), 4),
-        "best_family_auroc_heldout": round(float(auroc_columns(F[~half, hq:hq + 1], y[~half])[0]), 4),
+        "best_feature": bf, "best_feature_auroc": round(f_all, 4),
+        "best_family_auroc": round(q_all, 4), "family_size": int(sizes[bq]),
+        "best_finding_auroc": round(g_all, 4), "finding_size": int(g_sizes[bg]),
+        "best_feature_auroc_heldout": round(f_held, 4),
+        "best_family_auroc_heldout": round(q_held, 4),
         "family_size_heldout": int(sizes[hq]),
+        "best_finding_auroc_heldout": round(g_held, 4), "finding_size_heldout": int(g_sizes[hg]),
         "probe_auroc": round(probe_auroc(X, y), 4),
         f"greedy_sum{k}_auroc_heldout": round(greedy_sum(A, y, half, k), 4),
     }
@@ -116,7 +139,8 @@ def family_matrix(acts: pd.DataFrame, table: pd.DataFrame, n: int) -> tuple[np.n
 def run_alignment(args: argparse.Namespace) -> None:
     reports = load_reports(args.data)
     X = embed_reports(reports, args.cache)
-    cfg = SAEConfig(**({"epochs": args.epochs} if args.epochs else {}), seed=args.seed)
+    sizes_cfg = {k: v for k, v in (("epochs", args.epochs), ("n_features", args.n_features), ("k", args.k)) if v}
+    cfg = SAEConfig(**sizes_cfg, seed=args.seed)
     t0 = time.perf_counter()
     model = train_sae(ArraySource(X), cfg).model
     train_s = time.perf_counter() - t0
@@ -130,12 +154,13 @@ def run_alignment(args: argparse.Namespace) -> None:
     fam_s = time.perf_counter() - t0
     A = dense(vals, idx, cfg.n_features)
     F, sizes = family_matrix(fam_acts, table, len(X))
+    G, g_sizes = findings_matrix(A, F, sizes, table)
     half = np.random.default_rng(args.seed).permutation(len(X)) < len(X) // 2
     labels = sorted({x for ls in reports.labels for x in ls}) if args.labels == "all" else args.labels.split(",")
     for label in labels:
         y = np.array([label in ls for ls in reports.labels])
         if y.sum() >= 10 and (~y).sum() >= 10:
-            print(json.dumps(label_row(label, y, A, F, sizes, X, half, args.greedy)), flush=True)
+            print(json.dumps(label_row(label, y, A, F, sizes, X, half, args.greedy, G, g_sizes)), flush=True)
     print(json.dumps({
         "summary": True, "reports": len(X), "sae": f"{cfg.variant} N={cfg.n_features} k={cfg.k} epochs={cfg.epochs}",
         "live_features": int((A > 0).any(0).sum()), "families": len(table),
@@ -173,6 +198,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--labels", default=",".join(TARGETS), help="comma-separated, or 'all' (>= 10 positives)")
     ap.add_argument("--epochs", type=int, default=None, help="SAE epochs (default: the SAEConfig default)")
+    ap.add_argument("--n-features", type=int, default=None, help="SAE latents (default: the SAEConfig default)")
+    ap.add_argument("--k", type=int, default=None, help="SAE active latents (default: the SAEConfig default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--greedy", type=int, default=5, help="k of the supervised greedy ceiling")
     ap.add_argument("--demo", type=Path, default=None, help="a finished `medconcepts demo --out DIR`")

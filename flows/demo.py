@@ -19,6 +19,6 @@ def demo(out_dir: str, n_patients: int = 2000, seed: int = 0) -> tuple[RunResult
         result.store, str(out / "input" / "truth.json"), result.associations,
         {m: r.cohorts for m, r in result.modalities.items()}, str(out / "demo_check.json"),
         {m: r.interpretations for m, r in result.modalities.items()},
-        {m: r.families for m, r in result.modalities.items()},
+        {m: r.families for m, r in result.modalities.items()}, result.studies, config_path,
     )
     return result, ok

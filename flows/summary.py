@@ -47,8 +47,10 @@ def print_check(path: Path) -> None:
     labels = path.parent / "demo_labels.json"
     if labels.is_file():
         click.echo("\nlabels of the planted findings' best findings (family, or feature in no family; "
-                   "held-out balanced accuracy, shuffled-label baseline):")
-        cols = ["finding", "modality", "unit", "feature_id", "label", "heldout_ba", "ba_ci_low", "ba_ci_high",
-                "baseline_ba", "passed"]
+                   "held-out balanced accuracy; truth_ba: the planted truth's own score on the same reports, "
+                   "what a label naming exactly the finding scores; shuffled-label baseline):")
+        table = pd.DataFrame(json.loads(labels.read_text()))
+        cols = [c for c in ("finding", "modality", "unit", "feature_id", "label", "heldout_ba", "ba_ci_low",
+                            "ba_ci_high", "truth_ba", "baseline_ba", "passed") if c in table.columns]
         with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_colwidth", 50):
-            click.echo(pd.DataFrame(json.loads(labels.read_text()))[cols].to_string(index=False))
+            click.echo(table[cols].to_string(index=False))

@@ -14,17 +14,22 @@ from data_contracts.config import (
     CohortConfig,
     CTRadiomicsConfig,
     InputsConfig,
+    InterpretConfig,
     MiniLMConfig,
     ModalityConfig,
     RunConfig,
     SAEConfig,
     SAESweepConfig,
     dump_run_config,
+    load_run_config,
 )
 from data_contracts.store import ArtifactRef, ArtifactStore
+from models.demo.ceiling import truth_ba
 from models.demo.check import check_passed, demo_check, label_check
 from models.demo.cohort import DemoCohortConfig, generate_demo_cohort, n_studies
 from models.demo.reports import FINDING_NAMES
+from models.interpret.units import make_docs
+from tasks.interpret import report_texts, study_subjects
 from tasks.progress import progress_bar
 
 MARKER = ".generated.json"
@@ -68,14 +73,15 @@ def generate_fn(out: Path, cfg: DemoCohortConfig) -> Path:
 
 def check_fn(store: ArtifactStore, truth: Path, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef],
              dest: Path, interpretations: dict[str, ArtifactRef] | None = None,
-             families: dict[str, ArtifactRef] | None = None) -> bool:
+             families: dict[str, ArtifactRef] | None = None, studies: ArtifactRef | None = None,
+             interpretation: InterpretConfig | None = None) -> bool:
     """Write the link check to `dest` and, with interpretations, the label check to
     `demo_labels.json` beside it; True when both pass. With families, the link check
-    reports the best family beside the best feature."""
-    exposed = {}
-    for modality, ref in cohorts.items():
-        c = store.read_table(ref)
-        exposed[modality] = c[c["role"] == "exposed"]
+    reports the best family beside the best feature; with the studies and the run's
+    interpretation config, the label check reports the planted truth's own held-out score
+    (`truth_ba`, models.demo.ceiling)."""
+    full = {modality: store.read_table(ref) for modality, ref in cohorts.items()}
+    exposed = {modality: c[c["role"] == "exposed"] for modality, c in full.items()}
     doc = json.loads(truth.read_text())
     fams = {m: store.read_table(r) for m, r in (families or {}).items()}
     table = demo_check(doc, exposed, store.read_table(assoc), families=fams)
@@ -83,7 +89,15 @@ def check_fn(store: ArtifactStore, truth: Path, assoc: ArtifactRef, cohorts: dic
     if interpretations is None:
         return check_passed(table)
     interp = {m: store.read_table(ref) for m, ref in interpretations.items()}
-    labels = label_check(doc, exposed, interp, FINDING_NAMES, families=fams)
+    ceiling = None
+    if studies is not None and interpretation is not None:
+        docs = make_docs(report_texts(store, studies), study_subjects(store, studies))
+        cfg = interpretation
+
+        def ceiling(finding: str, modality: str, unit: str, fid: int) -> float | None:
+            return truth_ba(full[modality], unit, fid, docs, cfg, doc["findings"][finding]["study_ids"])
+
+    labels = label_check(doc, exposed, interp, FINDING_NAMES, families=fams, ceiling=ceiling)
     (dest.parent / LABELS_FILE).write_text(json.dumps(labels.to_dict(orient="records"), indent=2, default=str))
     return check_passed(table) and labels_passed(labels)
 
@@ -102,5 +116,8 @@ def generate(out_dir: str, n_patients: int, seed: int) -> str:
 @task(name="check-demo", cache_policy=NONE)
 def check(store_root: str, truth: str, assoc: ArtifactRef, cohorts: dict[str, ArtifactRef], dest: str,
           interpretations: dict[str, ArtifactRef] | None = None,
-          families: dict[str, ArtifactRef] | None = None) -> bool:
-    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest), interpretations, families)
+          families: dict[str, ArtifactRef] | None = None, studies: ArtifactRef | None = None,
+          config_path: str | None = None) -> bool:
+    interpretation = load_run_config(config_path).interpretation if config_path else None
+    return check_fn(ArtifactStore(store_root), Path(truth), assoc, cohorts, Path(dest), interpretations, families,
+                    studies, interpretation)

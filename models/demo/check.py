@@ -16,7 +16,7 @@ adjustment removed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -30,8 +30,8 @@ COLUMNS = ["finding", "outcome", "role", "modality", "best", "unit", "feature_id
 # image spondylosis 0.452, report and the rest 0.62-0.84; a random 10% cohort scores ~0.05.)
 MIN_JACCARD = 1 / 3
 LABEL_COLUMNS = ["finding", "role", "modality", "unit", "feature_id", "jaccard", "label", "heldout_ba", "ba_ci_low",
-                 "ba_ci_high", "decile_recall", "baseline_label", "baseline_ba", "names_finding", "ba_at_least_min",
-                 "passed"]
+                 "ba_ci_high", "truth_ba", "decile_recall", "baseline_label", "baseline_ba", "names_finding",
+                 "ba_at_least_min", "passed"]
 
 
 def best_match(exposed: pd.DataFrame, studies: set[str]) -> tuple[int | None, float]:
@@ -129,6 +129,7 @@ def label_check(
     truth: Mapping[str, Any], exposed: Mapping[str, pd.DataFrame], interp: Mapping[str, pd.DataFrame],
     names: Mapping[str, tuple[str, ...]], min_ba: float = 0.9, baseline_band: tuple[float, float] = (0.3, 0.7),
     families: Mapping[str, pd.DataFrame] | None = None,
+    ceiling: Callable[[str, str, str, int], float | None] | None = None,
 ) -> pd.DataFrame:
     """Per planted finding and modality, the label of the best finding (the family, or the
     feature in no family, whose cohort best matches it; with no families, the best
@@ -137,7 +138,9 @@ def label_check(
     balanced accuracy reaches `min_ba` is reported beside it (`ba_at_least_min`), not gated:
     it measures the cohort as much as the label (activating reports are drawn across all
     activation deciles, and the weakest deciles of a feature that fires on few studies need
-    not show the finding; `decile_recall` shows where)."""
+    not show the finding; `decile_recall` shows where). `ceiling(finding, modality, unit,
+    feature_id)`, when given, fills `truth_ba`: the score of the planted truth itself on the
+    same held-out reports (models.demo.ceiling), what a label naming exactly the finding scores."""
     rows = []
     for finding, words in names.items():
         studies = set(truth["findings"][finding]["study_ids"])
@@ -156,6 +159,7 @@ def label_check(
             rows.append({"finding": finding, "role": "label", "modality": modality, "unit": unit, "feature_id": fid,
                          "jaccard": best["jaccard"], "label": label, "heldout_ba": ba,
                          "ba_ci_low": _num(r.get("ba_ci_low")), "ba_ci_high": _num(r.get("ba_ci_high")),
+                         "truth_ba": ceiling(finding, modality, unit, fid) if ceiling and fid is not None else None,
                          "decile_recall": [_num(v) for v in r.get("decile_recall", [])],
                          "baseline_label": r.get("baseline_label"), "baseline_ba": base, "names_finding": named,
                          "ba_at_least_min": ba is not None and ba >= min_ba, "passed": bool(ok)})

@@ -54,16 +54,28 @@ def _unit_rows(cohorts: pd.DataFrame, texts: pd.Series, cfg: InterpretConfig, su
     with ExitStack() as stack:
         explainer: Explainer = KeywordExplainer(corpus, cfg)
         judge: Judge = KeywordJudge(corpus)
-        top_share = 0.5
         if cfg.llm is not None and "llm" in (cfg.method, cfg.judge_kind()):
             client = stack.enter_context(ChatClient(cfg.llm, cache_dir))
             llm = LLMInterpreter(client, cfg.llm, docs.texts)
-            top_share = cfg.llm.top_share
             if cfg.method == "llm":
                 explainer = llm
             if cfg.judge_kind() == "llm":
                 judge = llm
-        return interpret_units(cohorts, docs, cfg, explainer, judge, top_share, progress)
+        return interpret_units(cohorts, docs, cfg, explainer, judge, explain_top_share(cfg), progress)
+
+
+def explain_top_share(cfg: InterpretConfig) -> float:
+    """Share of the explainer's activating reports taken from the very top (the rest are
+    drawn across activation quantiles); the held-out draws follow from the same seed."""
+    if cfg.llm is not None and "llm" in (cfg.method, cfg.judge_kind()):
+        return cfg.llm.top_share
+    return 0.5
+
+
+def unit_key(unit: str, feature_id: int) -> int:
+    """Id of a unit inside one interpretation pass: feature f is f, family f is -(f + 1)
+    (a family's id is its parent feature's); its seeded held-out sample follows from it."""
+    return -int(feature_id) - 1 if unit == "family" else int(feature_id)
 
 
 def interpret_features(
