@@ -15,7 +15,7 @@ document-term matrix; each unit only sums rows of it.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +28,7 @@ from models.interpret.labels import (
     MIN_TERM_DOCS,
     choose_terms,
     count_words,
+    inflections,
     log_odds_dirichlet,
     order_terms,
     render_label,
@@ -128,26 +129,34 @@ class KeywordExplainer:
 @dataclass(frozen=True)
 class KeywordJudge:
     """A report shows a name when it contains one of the name's phrases (a negated phrase
-    only as a negation). A free-text name (an LLM's) is matched phrase by phrase: a phrase
-    matches when all its content words occur un-negated. The score is the share of phrases
-    found, so names of several phrases give graded scores."""
+    only as a negation), its head word in either number ("coronary artery calcification"
+    matches "coronary artery calcifications"). A free-text name (an LLM's) is matched
+    phrase by phrase: a phrase matches when all its content words occur un-negated, each in
+    either number. The score is the share of phrases found, so names of several phrases give
+    graded scores."""
 
     corpus: Corpus
     name: str = "keywords"
 
-    def groups(self, candidate: Candidate) -> list[list[int]]:
-        """Term columns per phrase; a report must hold every column of a group."""
+    def groups(self, candidate: Candidate) -> list[list[list[int]]]:
+        """Per phrase, the parts a report must hold, each as the term columns of its forms
+        (a report holds a part when it has any of them); a part no two reports share has
+        no columns, and its phrase cannot match."""
         out = []
         phrases = candidate.terms or tuple(p for p in _split_label(candidate.label))
         for p in phrases:
-            if p in self.corpus.col_of:
-                out.append([self.corpus.col_of[p]])
-                continue
             neg, words = term_words(p.lower())
+            prefix = NEG_PREFIX if neg else ""
+            if p in self.corpus.col_of:
+                head = " ".join((*words[:-1], ""))
+                out.append([self._columns(prefix + head + w for w in inflections(words[-1]))])
+                continue
             content = [w for w in words if w not in NOT_CONTENT] or list(words)
-            cols = [self.corpus.col_of.get((NEG_PREFIX if neg else "") + w, -1) for w in content]
-            out.append(cols)
+            out.append([self._columns(prefix + f for f in inflections(w)) for w in content])
         return [g for g in out if g]
+
+    def _columns(self, terms: Iterable[str]) -> list[int]:
+        return [self.corpus.col_of[t] for t in terms if t in self.corpus.col_of]
 
     def score(self, candidate: Candidate, rows: np.ndarray) -> Scores:
         groups = self.groups(candidate)
@@ -155,10 +164,13 @@ class KeywordJudge:
             return Scores(np.zeros(rows.size), 1.0, False)
         sub = self.corpus.matrix[rows]
         found = np.zeros(rows.size)
-        for g in groups:
-            if min(g) < 0:  # a word no two reports share: the phrase cannot match
+        for parts in groups:
+            if not all(parts):  # a part no two reports share: the phrase cannot match
                 continue
-            found += np.asarray(sub[:, g].sum(axis=1)).ravel() == len(g)
+            held = np.ones(rows.size, bool)
+            for cols in parts:
+                held &= np.asarray(sub[:, cols].sum(axis=1)).ravel() > 0
+            found += held
         return Scores(found / len(groups), 1.0 / len(groups), len(groups) > 1)
 
 

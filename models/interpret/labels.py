@@ -184,6 +184,17 @@ def _stem(word: str) -> str:
     return word
 
 
+def inflections(word: str) -> tuple[str, ...]:
+    """The word first, then its singular and regular plurals ("calcifications" ->
+    "calcification"; "artery" -> "arteries"). Some forms are not words ("ascite"): callers
+    keep only forms their corpus holds, so a report may state a name in either number."""
+    base = _stem(word)
+    forms = [word, base, base + "s", base + "es"]
+    if len(base) > 2 and base.endswith("y") and base[-2] not in "aeiou":
+        forms.append(base[:-1] + "ies")
+    return tuple(dict.fromkeys(forms))
+
+
 def _same_or_inside(chosen: str, term: str) -> bool:
     """`term` repeats a chosen phrase: contained in it, or equal to it up to plurals."""
     if _contains(chosen, term):
