@@ -113,5 +113,9 @@ class InterpretConfig(_Strict):
     def judge_kind(self) -> Literal["keywords", "llm"]:
         return self.method if self.judge == "auto" else self.judge
 
+    def llm_in_use(self) -> LLMConfig | None:
+        """The endpoint's config when the explainer or the judge is the LLM, else None."""
+        return self.llm if "llm" in (self.method, self.judge_kind()) else None
+
     def n_candidates(self) -> int:
         return self.llm.n_candidates if self.method == "llm" and self.llm is not None else 1

@@ -32,7 +32,7 @@ def interpret_params(cfg: InterpretConfig, modality: str) -> dict[str, object]:
     and, for the LLM, the prompt files' digest, so a changed prompt is new work."""
     params: dict[str, object] = {"interpretation": cfg.model_dump(), "modality": modality,
                                  "labeler": "log-odds-dirichlet-phrases-v3"}
-    if "llm" in (cfg.method, cfg.judge_kind()):
+    if cfg.llm_in_use() is not None:
         params["prompts"] = prompt_digest()
     return params
 

@@ -60,5 +60,5 @@ def truth_ba(cohorts: pd.DataFrame, unit: str, feature_id: int, docs: Docs, cfg:
     rows = rows[["study_id", "role", "value"]].assign(unit_id=unit_key(unit, feature_id))
     quiet = cfg.model_copy(update={"baseline": False})
     out = interpret_units(rows, docs, quiet, _Named(), TruthJudge(docs, positives), explain_top_share(cfg))
-    ba = float(out["heldout_balanced_accuracy"].iloc[0]) if len(out) else float("nan")
+    ba = float(out["heldout_balanced_accuracy"].iloc[0])  # one unit in, one row out
     return None if np.isnan(ba) else round(ba, 4)

@@ -54,9 +54,10 @@ def _unit_rows(cohorts: pd.DataFrame, texts: pd.Series, cfg: InterpretConfig, su
     with ExitStack() as stack:
         explainer: Explainer = KeywordExplainer(corpus, cfg)
         judge: Judge = KeywordJudge(corpus)
-        if cfg.llm is not None and "llm" in (cfg.method, cfg.judge_kind()):
-            client = stack.enter_context(ChatClient(cfg.llm, cache_dir))
-            llm = LLMInterpreter(client, cfg.llm, docs.texts)
+        llm_cfg = cfg.llm_in_use()
+        if llm_cfg is not None:
+            client = stack.enter_context(ChatClient(llm_cfg, cache_dir))
+            llm = LLMInterpreter(client, llm_cfg, docs.texts)
             if cfg.method == "llm":
                 explainer = llm
             if cfg.judge_kind() == "llm":
@@ -67,9 +68,8 @@ def _unit_rows(cohorts: pd.DataFrame, texts: pd.Series, cfg: InterpretConfig, su
 def explain_top_share(cfg: InterpretConfig) -> float:
     """Share of the explainer's activating reports taken from the very top (the rest are
     drawn across activation quantiles); the held-out draws follow from the same seed."""
-    if cfg.llm is not None and "llm" in (cfg.method, cfg.judge_kind()):
-        return cfg.llm.top_share
-    return 0.5
+    llm_cfg = cfg.llm_in_use()
+    return llm_cfg.top_share if llm_cfg is not None else 0.5
 
 
 def unit_key(unit: str, feature_id: int) -> int:
